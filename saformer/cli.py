@@ -1,0 +1,157 @@
+"""The ``saformer`` command line.
+
+One convention for every stage: a stage writes into ``--out DIR`` and reads an earlier stage's
+directory as its positional argument, leaving a JSON of what it measured in its directory.
+Errors the user can cause print as one line, ``saformer: error: ...``, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, SURROGATES, get_config
+from saformer.data import DATASETS
+from saformer.errors import ConfigError, SaformerError
+
+
+def _add_model_overrides(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model overrides (on top of --config)")
+    g.add_argument("--time-steps", "-T", type=int, help="time steps T")
+    g.add_argument("--n-agg", type=int, help="N': tokens after SASA's aggregation (must divide N)")
+    g.add_argument("--no-agg", action="store_true", help="SASA without aggregation (N' = N)")
+    g.add_argument("--no-dwc", action="store_true", help="SASA without its depthwise-conv branch")
+    g.add_argument("--attention", choices=ATTENTIONS, help="attention variant (SSA, SDSA: baselines)")
+    g.add_argument("--depth", type=int, help="encoder blocks L")
+    g.add_argument("--dim", type=int, help="embedding channels D")
+    g.add_argument("--heads", type=int, help="heads of the SSA/SDSA baselines")
+    g.add_argument("--surrogate", choices=SURROGATES)
+
+
+def _model_config(args: argparse.Namespace, dataset: str, num_classes: int | None = None):
+    """The named config (or the data set's default) with the command line's overrides applied."""
+    name = args.config or DATASET_DEFAULTS[dataset].config
+    cfg = get_config(name).replace(time_steps=args.time_steps, attention=args.attention, depth=args.depth,
+                                   dim=args.dim, heads=args.heads, surrogate=args.surrogate,
+                                   num_classes=num_classes)
+    if args.no_dwc:
+        cfg = cfg.replace(dwc=False)
+    if args.no_agg and args.n_agg:
+        raise ConfigError("--no-agg and --n-agg contradict each other")
+    if args.no_agg:
+        cfg = cfg.replace(n_agg=cfg.num_tokens)
+    elif args.n_agg:
+        cfg = cfg.replace(n_agg=args.n_agg)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from saformer.model.train import train
+
+    if args.resume:
+        cfg = tcfg = None
+        if args.config:
+            raise ConfigError("--resume takes the config from the run; do not pass --config with it")
+        dataset = None
+    else:
+        if args.dataset not in DATASET_DEFAULTS:
+            raise ConfigError(f"unknown dataset {args.dataset!r}; known: {list(DATASETS)}")
+        dataset = args.dataset
+        classes = {"cifar100": 100, "cifar10": 10, "cifar10dvs": 10, "dvsgesture": 11, "digits": 10}[dataset]
+        cfg = _model_config(args, dataset, num_classes=classes)
+        tcfg = DATASET_DEFAULTS[dataset].train.replace(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+            label_smoothing=args.label_smoothing, seed=args.seed, warmup_epochs=args.warmup_epochs)
+        if args.no_augment:
+            tcfg = tcfg.replace(augment=False)
+    m = train(Path(args.out), cfg, tcfg, dataset, data_dir=args.data_dir, device=args.device, resume=args.resume,
+              max_minutes=args.max_minutes, compile_model=args.compile, amp=not args.no_amp,
+              workers=args.workers, download=args.download, progress=not args.no_progress)
+    print(f"\n{m['config']} on {m['dataset']}: test accuracy {m['test_accuracy'] * 100:.2f}% "
+          f"after {m['epochs_done']} epochs ({m['train_minutes_total']:.1f} min, "
+          f"{m['train_images_per_s_median']:.0f} train img/s, {m['eval_images_per_s']:.0f} eval img/s)")
+    _print_rates(m["firing_rates"])
+    print(f"wrote {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from saformer.model.train import evaluate_run
+
+    cfg = get_config(args.config) if args.config else None
+    m = evaluate_run(Path(args.run_dir), Path(args.out) if args.out else None, data_dir=args.data_dir,
+                     batch_size=args.batch_size, device=args.device, cfg=cfg, amp=not args.no_amp,
+                     progress=not args.no_progress)
+    print(f"{m['config']} on {m['dataset']} ({m['images']} test images): accuracy {m['test_accuracy'] * 100:.2f}%, "
+          f"loss {m['test_loss']:.4f}, {m['eval_images_per_s']:.0f} img/s")
+    _print_rates(m["firing_rates"])
+    return 0
+
+
+def _print_rates(rates: dict[str, float]) -> None:
+    width = max(len(k) for k in rates)
+    print(f"\n{'LIF layer':<{width}}  firing rate")
+    for name, rate in rates.items():
+        print(f"{name:<{width}}  {rate:.4f}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saformer", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train the float model (or continue a run with --resume)")
+    p.add_argument("--out", required=True, help="run directory to write (checkpoint, metrics.json)")
+    p.add_argument("--dataset", default="digits", choices=DATASETS, help="default: digits (no download)")
+    p.add_argument("--data-dir", help="data directory (CIFAR, DVS); digits needs none")
+    p.add_argument("--download", action="store_true", help="download CIFAR with torchvision where a network exists")
+    p.add_argument("--config", help=f"named config: {', '.join(CONFIGS)} (default: the data set's)")
+    _add_model_overrides(p)
+    g = p.add_argument_group("training (defaults depend on the data set)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--warmup-epochs", type=float)
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--no-augment", action="store_true")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time (resumable)")
+    _add_runtime(p)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint on its test split")
+    p.add_argument("run_dir", help="a directory written by 'saformer train'")
+    p.add_argument("--out", help="write metrics.json here (default: RUN_DIR/eval.json)")
+    p.add_argument("--data-dir", help="override the run's data directory")
+    p.add_argument("--config", help="check that the checkpoint is of this named config")
+    p.add_argument("--batch-size", type=int, default=256)
+    _add_runtime(p)
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def _add_runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for event data")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SaformerError as exc:
+        print(f"saformer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("saformer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Model and training configurations: the one place for every architectural number.
+
+A model config is named ``saformer-L-D`` (L encoder blocks, D channels) and fixes T, N' and the
+input geometry too. Later stages (quantization, golden model, hls4ml, RTL parameters) read the
+same frozen :class:`ModelConfig`, so no number is typed twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from saformer.errors import ConfigError
+
+ATTENTIONS = ("sasa", "ssa", "sdsa")
+SURROGATES = ("sigmoid", "atan")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one SAFormer (or a baseline with the attention swapped).
+
+    Tensor layout inside the model: spikes and membranes are (T, B, N, D) with N = grid_h * grid_w
+    tokens in row-major order over the token grid.
+    """
+
+    name: str
+    depth: int  # L: encoder blocks
+    dim: int  # D: embedding channels (SPS widths are D/8, D/4, D/2, D, D)
+    time_steps: int  # T
+    in_channels: int  # 3 for RGB, 1 for digits, 2 for DVS polarities
+    height: int  # input image height
+    width: int  # input image width
+    num_classes: int
+    n_agg: int  # N': token count after SASA's aggregation (N' = N means no aggregation)
+    attention: str = "sasa"  # one of ATTENTIONS
+    dwc: bool = True  # SASA's depthwise-conv branch
+    heads: int = 8  # heads of the SSA / SDSA baselines (SASA works per channel)
+    mlp_ratio: int = 4
+    tau: float = 2.0  # LIF time constant; 2 makes the update a shift in hardware
+    v_threshold: float = 1.0
+    v_threshold_attn: float = 0.5  # LIF_a (SASA/SDSA mask) and SSA's attention neuron
+    surrogate: str = "sigmoid"
+    surrogate_alpha: float = 4.0
+    pool_layers: tuple[int, ...] = (3, 4)  # SPS convs (1..4) followed by MaxPool(3, 2, 1)
+
+    def __post_init__(self) -> None:
+        # JSON round trips turn tuples into lists; normalise before validating.
+        object.__setattr__(self, "pool_layers", tuple(int(p) for p in self.pool_layers))
+        self.validate()
+
+    # ---- derived geometry -------------------------------------------------------------------
+    @property
+    def grid_h(self) -> int:
+        return self.height // 2 ** len(self.pool_layers)
+
+    @property
+    def grid_w(self) -> int:
+        return self.width // 2 ** len(self.pool_layers)
+
+    @property
+    def num_tokens(self) -> int:
+        """N: tokens after SPS."""
+        return self.grid_h * self.grid_w
+
+    @property
+    def window(self) -> int:
+        """w = N / N': tokens per aggregation window."""
+        return self.num_tokens // self.n_agg
+
+    @property
+    def sps_channels(self) -> tuple[int, ...]:
+        d = self.dim
+        return (d // 8, d // 4, d // 2, d, d)
+
+    def validate(self) -> None:
+        """Reject configs the model cannot build, naming the field and the rule."""
+        where = f"config '{self.name}'"
+        for key in ("depth", "dim", "time_steps", "in_channels", "height", "width",
+                    "num_classes", "n_agg", "heads", "mlp_ratio"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"{where}: attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        if self.surrogate not in SURROGATES:
+            raise ConfigError(f"{where}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
+        if self.dim % 8:
+            raise ConfigError(f"{where}: dim D={self.dim} must be divisible by 8 (SPS widths D/8, D/4, D/2)")
+        if self.dim % self.heads:
+            raise ConfigError(f"{where}: dim D={self.dim} is not divisible by heads={self.heads}")
+        if self.tau <= 1.0:
+            raise ConfigError(f"{where}: tau must be > 1, got {self.tau}")
+        if self.v_threshold <= 0 or self.v_threshold_attn <= 0:
+            raise ConfigError(f"{where}: thresholds must be positive")
+        if len(set(self.pool_layers)) != len(self.pool_layers) or not all(1 <= p <= 4 for p in self.pool_layers):
+            raise ConfigError(f"{where}: pool_layers must be distinct SPS conv indices in 1..4, got {self.pool_layers}")
+        scale = 2 ** len(self.pool_layers)
+        if self.height % scale or self.width % scale:
+            raise ConfigError(
+                f"{where}: input {self.height}x{self.width} is not divisible by {scale} "
+                f"({len(self.pool_layers)} max-pool stages in SPS)")
+        n = self.num_tokens
+        if self.n_agg > n or n % self.n_agg:
+            raise ConfigError(
+                f"{where}: N'={self.n_agg} must divide the token count N={n} "
+                f"({self.grid_h}x{self.grid_w} grid); choose N' among {divisors(n)}")
+
+    # ---- conversions ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["pool_layers"] = list(self.pool_layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        """A copy with fields overridden (``None`` values are ignored), validated again."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config field(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)
+
+
+def divisors(n: int) -> list[int]:
+    return [k for k in range(1, n + 1) if n % k == 0]
+
+
+# ---- named configs ----------------------------------------------------------------------------
+CONFIGS: dict[str, ModelConfig] = {
+    # CIFAR-10/100: 32x32 RGB, two pools -> 8x8 = 64 tokens, windows of 4 tokens.
+    "saformer-4-384": ModelConfig(
+        name="saformer-4-384", depth=4, dim=384, time_steps=4, in_channels=3, height=32, width=32,
+        num_classes=10, n_agg=16, heads=12),
+    # DVS128 Gesture / CIFAR10-DVS: 128x128 event frames, four pools -> 8x8 = 64 tokens.
+    "saformer-2-256": ModelConfig(
+        name="saformer-2-256", depth=2, dim=256, time_steps=16, in_channels=2, height=128, width=128,
+        num_classes=11, n_agg=16, heads=16, pool_layers=(1, 2, 3, 4)),
+    # scikit-learn digits: 8x8 grey, one pool -> 4x4 = 16 tokens, windows of 4 tokens.
+    "saformer-2-64": ModelConfig(
+        name="saformer-2-64", depth=2, dim=64, time_steps=4, in_channels=1, height=8, width=8,
+        num_classes=10, n_agg=4, heads=4, pool_layers=(4,)),
+}
+
+
+def get_config(name: str) -> ModelConfig:
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ConfigError(f"unknown config {name!r}; known configs: {sorted(CONFIGS)}") from None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one training run (AdamW + cosine schedule + label smoothing)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    seed: int = 0
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"epochs and batch size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.lr <= 0:
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class DatasetDefaults:
+    """What a data set implies when the user names nothing else."""
+
+    config: str
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, batch_size=64, lr=1e-3))
+
+
+DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
+    "digits": DatasetDefaults("saformer-2-64", TrainConfig(epochs=20, batch_size=32, lr=3e-3, warmup_epochs=1.0)),
+    "cifar10": DatasetDefaults("saformer-4-384", TrainConfig(epochs=300, batch_size=64, lr=5e-4, weight_decay=0.06)),
+    "cifar100": DatasetDefaults("saformer-4-384", TrainConfig(epochs=300, batch_size=64, lr=5e-4, weight_decay=0.06)),
+    "dvsgesture": DatasetDefaults("saformer-2-256", TrainConfig(epochs=200, batch_size=16, lr=1e-3)),
+    "cifar10dvs": DatasetDefaults("saformer-2-256", TrainConfig(epochs=200, batch_size=16, lr=1e-3)),
+}

@@ -1,0 +1,248 @@
+"""Training and evaluation of the float model: ``saformer train`` and ``saformer eval``.
+
+AdamW, linear warm-up then cosine decay (per step), label smoothing, seeded data order (seed +
+epoch, so a resumed run sees the same batches), checkpoint after every epoch, bf16 autocast and
+channels-last where CUDA is present, and per-layer firing rates on the evaluation set.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from saformer.config import ModelConfig, TrainConfig
+from saformer.data import Dataset, Split, load_dataset
+from saformer.errors import CheckpointError, ConfigError
+from saformer.model.checkpoint import (METRICS_FILE, RUN_FILE, RUN_SCHEMA, check_compatible, load_checkpoint,
+                                       read_run, save_checkpoint, write_json)
+from saformer.model.monitor import FiringRateMonitor
+from saformer.model.saformer import SAFormer
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_dataset_fits(cfg: ModelConfig, data: Dataset) -> None:
+    """The data set's frame geometry must be the config's; raise a ConfigError naming both."""
+    want = (cfg.in_channels, cfg.height, cfg.width)
+    if tuple(data.shape) != want:
+        raise ConfigError(f"dataset '{data.name}' gives {data.shape[0]}x{data.shape[1]}x{data.shape[2]} inputs; "
+                          f"config '{cfg.name}' expects {want[0]}x{want[1]}x{want[2]} (channels x height x width)")
+    if len(data.classes) != cfg.num_classes:
+        raise ConfigError(f"dataset '{data.name}' has {len(data.classes)} classes; config '{cfg.name}' "
+                          f"has num_classes={cfg.num_classes}")
+
+
+def build_model(cfg: ModelConfig, device: torch.device) -> nn.Module:
+    model = SAFormer(cfg).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=None if enabled else True,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device, amp: bool = True,
+             progress: bool = True, desc: str = "eval") -> dict[str, Any]:
+    """Accuracy, mean cross-entropy, images/s and per-LIF firing rates over a whole split."""
+    model.eval()
+    monitor = FiringRateMonitor(model)
+    correct, loss_sum, seen = 0, 0.0, 0
+    start = time.perf_counter()
+    with monitor.recording():
+        batches = split.batches(batch_size, shuffle=False, augment=False, seed=0, device=device)
+        for x, y in _progress(batches, math.ceil(len(split) / batch_size), desc, progress):
+            with _autocast(device, amp):
+                logits = model(x)
+            loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return {"accuracy": correct / seen, "loss": loss_sum / seen, "images": seen, "seconds": seconds,
+            "images_per_s": seen / seconds, "firing_rates": monitor.rates()}
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, dataset: str | None,
+          data_dir: str | None = None, device: str = "auto", resume: bool = False,
+          max_minutes: float | None = None, compile_model: bool = False, amp: bool = True,
+          workers: int = 0, download: bool = False, progress: bool = True,
+          log=print) -> dict[str, Any]:
+    """Train a model into ``run_dir`` (or continue one with ``resume``); returns metrics.json's content.
+
+    With ``resume``, the config, training settings and data set come from the run's run.json; a
+    ``cfg`` passed alongside must equal it.
+    """
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    state = None
+    if resume:
+        run = read_run(run_dir)
+        saved_cfg = ModelConfig.from_dict(run["model_config"])
+        if cfg is not None and cfg != saved_cfg:
+            raise CheckpointError(f"--resume: run '{run_dir}' was trained with config '{saved_cfg.name}' "
+                                  f"({saved_cfg.to_dict()}), which differs from the requested one")
+        cfg, tcfg = saved_cfg, TrainConfig(**run["train_config"])
+        dataset, data_dir = run["dataset"], run.get("data_dir")
+        state = load_checkpoint(run_dir, map_location=dev)
+    else:
+        if cfg is None or tcfg is None or dataset is None:
+            raise ConfigError("train needs a model config, a training config and a dataset")
+        if (run_dir / "checkpoint.pt").exists():
+            raise CheckpointError(f"'{run_dir}' already holds a run; pass --resume to continue it or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    data = load_dataset(dataset, data_dir, cfg.time_steps, download=download, workers=workers)
+    check_dataset_fits(cfg, data)
+    if not resume:
+        write_json(run_dir / RUN_FILE, {"schema": RUN_SCHEMA, "model_config": cfg.to_dict(),
+                                         "train_config": tcfg.to_dict(), "dataset": dataset,
+                                         "data_dir": None if data_dir is None else str(data_dir)})
+
+    seed_everything(tcfg.seed)
+    model = build_model(cfg, dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    steps_per_epoch = math.ceil(len(data.train) / tcfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, cosine_with_warmup(tcfg.epochs * steps_per_epoch, max(1, round(tcfg.warmup_epochs * steps_per_epoch))))
+    history: list[dict[str, Any]] = []
+    first_epoch = 0
+    if state is not None:
+        check_compatible(state, cfg, model, f"checkpoint in '{run_dir}'")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        first_epoch, history = state["epoch"], state["history"]
+        log(f"resuming '{run_dir}' after epoch {first_epoch}/{tcfg.epochs}")
+    step_model = torch.compile(model) if compile_model else model
+    criterion = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
+
+    start = time.perf_counter()
+    stopped_early = False
+    for epoch in range(first_epoch, tcfg.epochs):
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        t0 = time.perf_counter()
+        batches = data.train.batches(tcfg.batch_size, shuffle=True, augment=tcfg.augment,
+                                     seed=tcfg.seed * 100_003 + epoch, device=dev)
+        bar = _progress(batches, steps_per_epoch, f"epoch {epoch + 1}/{tcfg.epochs}", progress)
+        for x, y in bar:
+            if dev.type == "cuda" and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(dev, amp):
+                logits = step_model(x)
+                loss = criterion(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        train_seconds = time.perf_counter() - t0
+        test = evaluate(model, data.test, tcfg.batch_size * 2, dev, amp, progress, desc="test")
+        entry = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / seen,
+                 "train_accuracy": correct / seen, "train_images_per_s": seen / train_seconds,
+                 "train_seconds": train_seconds, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+                 "eval_images_per_s": test["images_per_s"]}
+        history.append(entry)
+        save_checkpoint(run_dir, {"model_config": cfg.to_dict(), "model": model.state_dict(),
+                                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                  "epoch": epoch + 1, "history": history})
+        log(f"epoch {epoch + 1:3d}/{tcfg.epochs}  loss {entry['train_loss']:.4f}  train acc "
+            f"{entry['train_accuracy']:.4f}  test acc {entry['test_accuracy']:.4f}  "
+            f"{entry['train_images_per_s']:.0f} img/s")
+        if max_minutes is not None and (time.perf_counter() - start) / 60 >= max_minutes and epoch + 1 < tcfg.epochs:
+            log(f"time limit of {max_minutes} min reached after epoch {epoch + 1}; continue with --resume")
+            stopped_early = True
+            break
+
+    final = evaluate(model, data.test, tcfg.batch_size * 2, dev, amp, progress, desc="final eval")
+    train_rates = [h["train_images_per_s"] for h in history]
+    metrics = {
+        "run_dir": str(run_dir), "dataset": dataset, "config": cfg.name, "model_config": cfg.to_dict(),
+        "train_config": tcfg.to_dict(), "device": str(dev),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "epochs_done": len(history), "complete": not stopped_early and len(history) == tcfg.epochs,
+        "test_accuracy": final["accuracy"], "test_loss": final["loss"],
+        "best_test_accuracy": max(h["test_accuracy"] for h in history) if history else None,
+        "train_images_per_s_median": float(np.median(train_rates)) if train_rates else None,
+        "eval_images_per_s": final["images_per_s"],
+        "train_minutes_total": sum(h["train_seconds"] for h in history) / 60,
+        "firing_rates": final["firing_rates"], "history": history,
+    }
+    write_json(run_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def load_trained_model(run_dir: Path, device: torch.device, cfg: ModelConfig | None = None
+                       ) -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a run directory with its weights; ``cfg``, when given, must be the run's."""
+    run = read_run(run_dir)
+    run_cfg = ModelConfig.from_dict(run["model_config"])
+    state = load_checkpoint(run_dir, map_location=device)
+    model = build_model(cfg or run_cfg, device)
+    check_compatible(state, cfg or run_cfg, model, f"checkpoint in '{run_dir}'")
+    model.load_state_dict(state["model"])
+    return model, run
+
+
+def evaluate_run(run_dir: Path, out_dir: Path | None = None, data_dir: str | None = None,
+                 batch_size: int = 256, device: str = "auto", cfg: ModelConfig | None = None,
+                 amp: bool = True, progress: bool = True) -> dict[str, Any]:
+    """``saformer eval``: evaluate a run's checkpoint on its data set's test split."""
+    dev = resolve_device(device)
+    model, run = load_trained_model(Path(run_dir), dev, cfg)
+    run_cfg = ModelConfig.from_dict(run["model_config"])
+    data = load_dataset(run["dataset"], data_dir or run.get("data_dir"), run_cfg.time_steps)
+    check_dataset_fits(run_cfg, data)
+    result = evaluate(model, data.test, batch_size, dev, amp, progress)
+    metrics = {"run_dir": str(run_dir), "dataset": run["dataset"], "config": run_cfg.name, "device": str(dev),
+               "test_accuracy": result["accuracy"], "test_loss": result["loss"], "images": result["images"],
+               "eval_images_per_s": result["images_per_s"], "firing_rates": result["firing_rates"]}
+    out = Path(out_dir) if out_dir else Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / ("eval.json" if out_dir is None else METRICS_FILE), metrics)
+    return metrics
+

@@ -1,0 +1,85 @@
+"""Training and evaluation through the command line: accuracy, resume, metrics, and user errors."""
+
+import json
+
+import pytest
+
+from saformer.cli import main
+
+FAST = ["--dim", "32", "--depth", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """The digits config trained from scratch with its defaults: what `make flow` does."""
+    out = tmp_path_factory.mktemp("digits") / "run"
+    assert main(["train", "--dataset", "digits", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_digits_from_scratch_reaches_95_percent(digits_run):
+    m = json.loads((digits_run / "metrics.json").read_text())
+    assert m["config"] == "saformer-2-64" and m["complete"]
+    assert m["test_accuracy"] >= 0.95, f"digits test accuracy {m['test_accuracy']:.4f} < 0.95"
+    assert m["train_images_per_s_median"] > 0 and m["eval_images_per_s"] > 0
+    rates = m["firing_rates"]
+    assert "blocks.0.attn.lif_q" in rates and "sps.lifs.0" in rates and "head_lif" in rates
+    assert all(0.0 <= r <= 1.0 for r in rates.values()) and any(r > 0 for r in rates.values())
+
+
+def test_eval_reproduces_training_accuracy(digits_run, tmp_path):
+    assert main(["eval", str(digits_run), "--out", str(tmp_path), "--no-progress"]) == 0
+    train_m = json.loads((digits_run / "metrics.json").read_text())
+    eval_m = json.loads((tmp_path / "metrics.json").read_text())
+    assert eval_m["test_accuracy"] == train_m["test_accuracy"]
+    assert eval_m["firing_rates"] == pytest.approx(train_m["firing_rates"], rel=1e-9)
+
+
+def test_checkpoint_from_another_config_is_refused(digits_run, capsys):
+    assert main(["eval", str(digits_run), "--config", "saformer-4-384", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is from config 'saformer-2-64', not 'saformer-4-384'" in err and "Traceback" not in err
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    common = ["train", "--dataset", "digits", "--epochs", "3", *FAST]
+    assert main([*common, "--out", str(whole)]) == 0
+    assert main([*common, "--out", str(split), "--max-minutes", "0"]) == 0  # stops after epoch 1
+    first = json.loads((split / "metrics.json").read_text())
+    assert first["epochs_done"] == 1 and not first["complete"]
+    assert main(["train", "--resume", "--out", str(split), "--no-progress"]) == 0
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((split / "metrics.json").read_text())
+    assert b["complete"] and b["epochs_done"] == 3
+    for ha, hb in zip(a["history"], b["history"]):
+        assert ha["train_loss"] == hb["train_loss"] and ha["test_accuracy"] == hb["test_accuracy"]
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", *FAST, "--out", str(out)]) == 0
+    assert main(["train", "--epochs", "1", *FAST, "--out", str(out)]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--config", "saformer-9-9"], "unknown config 'saformer-9-9'"),
+    (["train", "--n-agg", "3"], "N'=3 must divide the token count N=16"),
+    (["train", "--config", "saformer-4-384"], "dataset 'digits' gives 1x8x8 inputs; config 'saformer-4-384' expects 3x32x32"),
+    (["train", "--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "'/nonexistent/cifar' does not exist"),
+    (["eval", "/nonexistent/run"], "run directory '/nonexistent/run' does not exist"),
+    (["train", "--resume"], "does not exist"),
+])
+def test_user_errors_print_one_line(argv, message, tmp_path, capsys):
+    if argv[0] == "train":
+        argv = [*argv, "--out", str(tmp_path / "r"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.startswith("saformer: error:")
+
+
+def test_unknown_dataset_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "mnist", "--out", "x"])
+    assert exc.value.code == 2 and "invalid choice: 'mnist'" in capsys.readouterr().err
