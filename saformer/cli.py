@@ -89,6 +89,69 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from saformer.model.checkpoint import read_run
+    from saformer.quant.stages import default_quant_config, quantize
+
+    layer_bits = []
+    for item in args.layer_bits or []:
+        name, _, bits = item.partition("=")
+        if not bits.isdigit():
+            raise ConfigError(f"--layer-bits takes NAME=BITS (e.g. blocks.0.mlp.fc1=4), got {item!r}")
+        layer_bits.append((name, int(bits)))
+    overrides = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    if args.resume:
+        m = quantize(Path(args.out), None, resume=True, device=args.device, max_minutes=args.max_minutes,
+                     progress=not args.no_progress)
+    elif args.from_scratch:
+        if args.run_dir:
+            raise ConfigError("--from-scratch takes no float run directory")
+        cfg = _model_config(args, args.dataset)
+        qcfg = default_quant_config(args.dataset, weight_bits=args.weight_bits, layer_weight_bits=tuple(layer_bits))
+        m = quantize(Path(args.out), qcfg, cfg=cfg, dataset=args.dataset, data_dir=args.data_dir,
+                     device=args.device, max_minutes=args.max_minutes, progress=not args.no_progress, **overrides)
+    else:
+        if not args.run_dir:
+            raise ConfigError("quantize needs a float run directory (or --from-scratch)")
+        dataset = read_run(Path(args.run_dir))["dataset"]
+        qcfg = default_quant_config(dataset, weight_bits=args.weight_bits, layer_weight_bits=tuple(layer_bits))
+        m = quantize(Path(args.out), qcfg, run_dir=Path(args.run_dir), data_dir=args.data_dir, device=args.device,
+                     max_minutes=args.max_minutes, progress=not args.no_progress, **overrides)
+    print(f"\nQAT {m['config']} on {m['dataset']}: test accuracy {m['test_accuracy'] * 100:.2f}% "
+          f"(before QAT {m.get('ptq_test_accuracy', float('nan')) * 100:.2f}%"
+          + (f", float {m['float_test_accuracy'] * 100:.2f}%" if m.get("float_test_accuracy") is not None else "")
+          + f"); wrote {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from saformer.quant.stages import export_run
+
+    r = export_run(Path(args.qrun_dir), Path(args.out), check_images=args.check_images, qonnx=not args.no_qonnx,
+                   data_dir=args.data_dir)
+    check = r["golden_vs_qat"]
+    verdict = "bit-exact" if check["bit_exact"] else f"NOT bit-exact: {check['mismatching']}"
+    print(f"wrote {r['tensors']} tensors ({r['weight_bytes']} bytes) to {args.out}, hash {r['content_hash'][:16]}")
+    print(f"golden model vs QAT model on {check['images']} test images, {check['traces']} traces: {verdict}")
+    if "qonnx" in r:
+        ok = sum(v["equals_golden_accumulator"] for v in r["qonnx"].values())
+        print(f"QONNX: {len(r['qonnx'])} layers written to {Path(args.out) / 'qonnx'}, loaded back; "
+              f"{ok}/{len(r['qonnx'])} equal the golden accumulator")
+    return 0 if check["bit_exact"] else 1
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    from saformer.quant.stages import golden_eval
+
+    r = golden_eval(Path(args.export_dir), Path(args.out) if args.out else None, data_dir=args.data_dir,
+                    batch_size=args.batch_size, limit=args.limit, progress=not args.no_progress)
+    qat = r["qat_test_accuracy"]
+    print(f"integer golden model ({r['config']}, {r['weight_bits']}-bit weights) on {r['images']} {r['dataset']} "
+          f"test images: accuracy {r['test_accuracy'] * 100:.2f}%"
+          + (f" (QAT model: {qat * 100:.2f}%)" if qat is not None else "") + f", {r['images_per_s']:.1f} img/s")
+    return 0
+
+
 def _print_rates(rates: dict[str, float]) -> None:
     width = max(len(k) for k in rates)
     print(f"\n{'LIF layer':<{width}}  firing rate")
@@ -130,6 +193,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     _add_runtime(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("quantize", help="quantization-aware training from a float run (or from scratch)")
+    p.add_argument("run_dir", nargs="?", help="a float run directory written by 'saformer train'")
+    p.add_argument("--out", required=True, help="QAT run directory to write")
+    p.add_argument("--weight-bits", type=int, help="signed weight bits, 2..16 (default 8)")
+    p.add_argument("--layer-bits", action="append", metavar="NAME=BITS",
+                   help="per-layer weight bits, e.g. blocks.0.mlp.fc1=4 (repeatable)")
+    p.add_argument("--from-scratch", action="store_true", help="no float run: QAT from a BN-calibrated init")
+    p.add_argument("--dataset", default="digits", choices=DATASETS, help="with --from-scratch")
+    p.add_argument("--data-dir")
+    p.add_argument("--config", help="with --from-scratch: named config")
+    _add_model_overrides(p)
+    g = p.add_argument_group("training (defaults: half the float epochs at a third of its learning rate)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--resume", action="store_true")
+    g.add_argument("--max-minutes", type=float)
+    _add_runtime(p)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("export", help="write the integer export of a QAT run and check it against the golden model")
+    p.add_argument("qrun_dir", help="a QAT run directory written by 'saformer quantize'")
+    p.add_argument("--out", required=True, help="export directory to write")
+    p.add_argument("--check-images", type=int, default=64, help="test images for the golden-vs-QAT check")
+    p.add_argument("--no-qonnx", action="store_true", help="skip the QONNX files")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("golden", help="accuracy of the integer golden model of an export")
+    p.add_argument("export_dir", help="a directory written by 'saformer export'")
+    p.add_argument("--out", help="write golden.json here (default: the export directory)")
+    p.add_argument("--data-dir")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, help="only the first N test images")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_golden)
     return parser
 
 

@@ -193,6 +193,12 @@ class DatasetDefaults:
 
     config: str
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, batch_size=64, lr=1e-3))
+    qat: TrainConfig | None = None  # QAT fine-tuning from a float run; default: derived from train
+
+    def __post_init__(self) -> None:
+        if self.qat is None:  # half the epochs at a third of the learning rate, short warm-up
+            t = self.train
+            object.__setattr__(self, "qat", t.replace(epochs=max(1, t.epochs // 2), lr=t.lr / 3, warmup_epochs=0.5))
 
 
 DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
@@ -202,3 +208,58 @@ DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
     "dvsgesture": DatasetDefaults("saformer-2-256", TrainConfig(epochs=200, batch_size=16, lr=1e-3)),
     "cifar10dvs": DatasetDefaults("saformer-2-256", TrainConfig(epochs=200, batch_size=16, lr=1e-3)),
 }
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Bit widths and fixed-point formats of the integer contract (docs/integer_contract.md).
+
+    Weights are signed ``weight_bits`` integers with a power-of-two scale per tensor (Brevitas
+    fixed point), per-layer overrides by layer name; membranes and the residual stream are signed
+    ``membrane_bits`` fixed point with ``membrane_frac`` fractional bits, saturating; the image
+    entering the first conv is signed ``input_bits`` fixed point with ``input_frac`` fractional bits.
+    """
+
+    weight_bits: int = 8
+    layer_weight_bits: tuple[tuple[str, int], ...] = ()  # (layer name, bits) overrides
+    input_bits: int = 8
+    input_frac: int = 4
+    membrane_bits: int = 16
+    membrane_frac: int = 8
+    accumulator_bits: int = 32  # biases and accumulators; export checks no sum can overflow it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layer_weight_bits", tuple((str(n), int(b)) for n, b in self.layer_weight_bits))
+        for name, bits in (("weight_bits", self.weight_bits), *self.layer_weight_bits):
+            if not 2 <= bits <= 16:
+                raise ConfigError(f"weight bit width of {name!r} must be in 2..16, got {bits}")
+        if not 2 <= self.input_bits <= 16:
+            raise ConfigError(f"input_bits must be in 2..16, got {self.input_bits}")
+        if not 0 <= self.input_frac < 16:
+            raise ConfigError(f"input_frac must be in 0..15, got {self.input_frac}")
+        if not 8 <= self.membrane_bits <= 32 or not 1 <= self.membrane_frac < self.membrane_bits - 1:
+            raise ConfigError(f"membrane format Q{self.membrane_bits}.{self.membrane_frac} is out of range "
+                              "(8..32 bits, 1..bits-2 fractional)")
+        if not 16 <= self.accumulator_bits <= 48:
+            raise ConfigError(f"accumulator_bits must be in 16..48, got {self.accumulator_bits}")
+
+    def bits_for(self, layer: str) -> int:
+        return dict(self.layer_weight_bits).get(layer, self.weight_bits)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layer_weight_bits"] = [list(p) for p in self.layer_weight_bits]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "QuantConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown quant config field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+# Fractional bits of the quantized input image per data set: digits (k/16) are exact at 4;
+# normalised CIFAR (about -2.5..2.7) keeps 5 inside 8 bits; DVS event counts are integers.
+INPUT_FRAC = {"digits": 4, "cifar10": 5, "cifar100": 5, "dvsgesture": 0, "cifar10dvs": 0}

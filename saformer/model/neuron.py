@@ -99,13 +99,16 @@ class LIFMultiStepFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, tau: float, v_threshold: float, surrogate: str,
-                alpha: float) -> torch.Tensor:
+                alpha: float, frac: int | None = None) -> torch.Tensor:
         v = torch.zeros_like(x_seq[0])
         h_seq = torch.empty_like(x_seq)
         s_seq = torch.empty_like(x_seq)
         decay = 1.0 - 1.0 / tau
+        grid = None if frac is None else 2.0 ** frac
         for t in range(x_seq.shape[0]):
             h = v * decay + x_seq[t] / tau
+            if grid is not None:  # the integer contract's H = (V + X) >> 1, straight-through
+                h = torch.floor(h * grid) / grid
             s = (h >= v_threshold).to(x_seq.dtype)
             v = h * (1.0 - s)
             h_seq[t], s_seq[t] = h, s
@@ -126,13 +129,17 @@ class LIFMultiStepFunction(torch.autograd.Function):
             grad_h = grad_s[t] * sg + grad_v * (1.0 - s - h * sg)
             grad_x[t] = grad_h / tau
             grad_v = grad_h * decay
-        return grad_x, None, None, None, None
+        return grad_x, None, None, None, None, None
 
 
 def lif_multistep(x_seq: torch.Tensor, tau: float, v_threshold: float,
-                  surrogate: str = "sigmoid", alpha: float = 4.0) -> torch.Tensor:
-    """Multi-step LIF over dim 0 (T): the fused path used by the model."""
-    return LIFMultiStepFunction.apply(x_seq, tau, v_threshold, surrogate, alpha)
+                  surrogate: str = "sigmoid", alpha: float = 4.0, frac: int | None = None) -> torch.Tensor:
+    """Multi-step LIF over dim 0 (T): the fused path used by the model.
+
+    With ``frac``, H is floored to the 2^-frac grid each step (the integer contract's shift;
+    the QAT model's neurons), with a straight-through gradient.
+    """
+    return LIFMultiStepFunction.apply(x_seq, tau, v_threshold, surrogate, alpha, frac)
 
 
 class LIF(nn.Module):
@@ -143,13 +150,15 @@ class LIF(nn.Module):
     """
 
     def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, surrogate: str = "sigmoid",
-                 alpha: float = 4.0) -> None:
+                 alpha: float = 4.0, frac: int | None = None) -> None:
         super().__init__()
         surrogate_grad_fn(surrogate)  # validate the name here, not deep in backward
         self.tau, self.v_threshold, self.surrogate, self.alpha = tau, v_threshold, surrogate, alpha
+        self.frac = frac  # None: float neuron; an int: H floored to the 2^-frac grid (QAT)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return lif_multistep(x_seq, self.tau, self.v_threshold, self.surrogate, self.alpha)
+        return lif_multistep(x_seq, self.tau, self.v_threshold, self.surrogate, self.alpha, self.frac)
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, v_threshold={self.v_threshold}, surrogate={self.surrogate}(alpha={self.alpha})"
+        grid = "" if self.frac is None else f", frac={self.frac}"
+        return f"tau={self.tau}, v_threshold={self.v_threshold}, surrogate={self.surrogate}(alpha={self.alpha}){grid}"

@@ -12,7 +12,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -60,6 +60,22 @@ def build_model(cfg: ModelConfig, device: torch.device) -> nn.Module:
     return model
 
 
+STAGES = ("float", "qat")
+
+
+def model_for_run(run: dict[str, Any], cfg: ModelConfig, device: torch.device) -> nn.Module:
+    """The model a run directory trains: float SAFormer ('float') or the QAT model ('qat')."""
+    stage = run.get("stage", "float")
+    if stage == "float":
+        return build_model(cfg, device)
+    if stage == "qat":
+        from saformer.config import QuantConfig
+        from saformer.quant.qat import QuantSAFormer
+
+        return QuantSAFormer(cfg, QuantConfig.from_dict(run["quant_config"])).to(device)
+    raise CheckpointError(f"run stage {stage!r} is unknown; known: {STAGES}")
+
+
 def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
@@ -105,11 +121,15 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
           data_dir: str | None = None, device: str = "auto", resume: bool = False,
           max_minutes: float | None = None, compile_model: bool = False, amp: bool = True,
           workers: int = 0, download: bool = False, progress: bool = True,
+          stage: str = "float", run_extra: dict[str, Any] | None = None,
+          init: Callable[[nn.Module, Dataset, torch.device], dict[str, Any]] | None = None,
           log=print) -> dict[str, Any]:
     """Train a model into ``run_dir`` (or continue one with ``resume``); returns metrics.json's content.
 
-    With ``resume``, the config, training settings and data set come from the run's run.json; a
-    ``cfg`` passed alongside must equal it.
+    With ``resume``, the config, training settings, stage and data set come from the run's
+    run.json; a ``cfg`` passed alongside must equal it. ``stage`` 'qat' trains the quantized
+    model (``run_extra`` must hold its quant_config); ``init`` prepares a fresh model (e.g. loads
+    folded float weights) and returns metrics to keep (e.g. accuracy before fine-tuning).
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
@@ -133,12 +153,18 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
     data = load_dataset(dataset, data_dir, cfg.time_steps, download=download, workers=workers)
     check_dataset_fits(cfg, data)
     if not resume:
-        write_json(run_dir / RUN_FILE, {"schema": RUN_SCHEMA, "model_config": cfg.to_dict(),
-                                         "train_config": tcfg.to_dict(), "dataset": dataset,
-                                         "data_dir": None if data_dir is None else str(data_dir)})
+        run = {"schema": RUN_SCHEMA, "stage": stage, "model_config": cfg.to_dict(),
+               "train_config": tcfg.to_dict(), "dataset": dataset,
+               "data_dir": None if data_dir is None else str(data_dir), **(run_extra or {})}
+        write_json(run_dir / RUN_FILE, run)
+    if run.get("stage", "float") == "qat":
+        amp = False  # bf16 would take values off the fixed-point grid
 
     seed_everything(tcfg.seed)
-    model = build_model(cfg, dev)
+    model = model_for_run(run, cfg, dev)
+    init_metrics: dict[str, Any] = {}
+    if state is None and init is not None:
+        init_metrics = init(model, data, dev)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     steps_per_epoch = math.ceil(len(data.train) / tcfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -151,6 +177,7 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         first_epoch, history = state["epoch"], state["history"]
+        init_metrics = state.get("init_metrics", {})
         log(f"resuming '{run_dir}' after epoch {first_epoch}/{tcfg.epochs}")
     step_model = torch.compile(model) if compile_model else model
     criterion = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
@@ -189,7 +216,7 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
         history.append(entry)
         save_checkpoint(run_dir, {"model_config": cfg.to_dict(), "model": model.state_dict(),
                                   "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                  "epoch": epoch + 1, "history": history})
+                                  "epoch": epoch + 1, "history": history, "init_metrics": init_metrics})
         log(f"epoch {epoch + 1:3d}/{tcfg.epochs}  loss {entry['train_loss']:.4f}  train acc "
             f"{entry['train_accuracy']:.4f}  test acc {entry['test_accuracy']:.4f}  "
             f"{entry['train_images_per_s']:.0f} img/s")
@@ -201,7 +228,8 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
     final = evaluate(model, data.test, tcfg.batch_size * 2, dev, amp, progress, desc="final eval")
     train_rates = [h["train_images_per_s"] for h in history]
     metrics = {
-        "run_dir": str(run_dir), "dataset": dataset, "config": cfg.name, "model_config": cfg.to_dict(),
+        "run_dir": str(run_dir), "stage": run.get("stage", "float"), "dataset": dataset, "config": cfg.name,
+        "model_config": cfg.to_dict(), **init_metrics,
         "train_config": tcfg.to_dict(), "device": str(dev),
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs_done": len(history), "complete": not stopped_early and len(history) == tcfg.epochs,
@@ -222,7 +250,7 @@ def load_trained_model(run_dir: Path, device: torch.device, cfg: ModelConfig | N
     run = read_run(run_dir)
     run_cfg = ModelConfig.from_dict(run["model_config"])
     state = load_checkpoint(run_dir, map_location=device)
-    model = build_model(cfg or run_cfg, device)
+    model = model_for_run(run, cfg or run_cfg, device)
     check_compatible(state, cfg or run_cfg, model, f"checkpoint in '{run_dir}'")
     model.load_state_dict(state["model"])
     return model, run
@@ -237,6 +265,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, data_dir: str | Non
     run_cfg = ModelConfig.from_dict(run["model_config"])
     data = load_dataset(run["dataset"], data_dir or run.get("data_dir"), run_cfg.time_steps)
     check_dataset_fits(run_cfg, data)
+    amp = amp and run.get("stage", "float") == "float"
     result = evaluate(model, data.test, batch_size, dev, amp, progress)
     metrics = {"run_dir": str(run_dir), "dataset": run["dataset"], "config": run_cfg.name, "device": str(dev),
                "test_accuracy": result["accuracy"], "test_loss": result["loss"], "images": result["images"],

@@ -1,0 +1,175 @@
+"""The integer golden model: what the hardware must compute, in numpy integers only.
+
+It reads nothing but an integer export. Functions are named after the hardware blocks they
+check; the forward pass uses int64 arrays throughout (no floats), vectorized over batch, tokens
+and channels, with a loop only over time steps where the LIF membrane carries state.
+
+Traces (``trace=True``) use the QAT model's module names: ``<lif>.x`` is a neuron's input drive
+and ``<lif>.s`` its spikes (T, B, ...), ``sps.u0`` / ``blocks.i.u_attn`` / ``blocks.i.u_out`` the
+residual stream, ``blocks.i.attn.score`` the SASA count sum w^2 * a, and ``logits`` the head
+accumulator. Each value is an integer in the units of its format (docs/integer_contract.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from saformer.errors import ShapeError
+from saformer.quant.export import IntegerExport
+from saformer.quant.fixed_point import lif_int, saturate, to_membrane
+
+INT_MIN = np.iinfo(np.int64).min
+
+
+# ---- blocks -------------------------------------------------------------------------------------
+def conv3x3(x: np.ndarray, w: np.ndarray, b: np.ndarray, groups: int = 1) -> np.ndarray:
+    """3x3 convolution, zero padding 1, stride 1: (M, C, H, W) -> (M, O, H, W) accumulators.
+
+    On spikes this is the sum of the weights under every spike plus the bias (additions only);
+    only the first layer (the image) multiplies.
+    """
+    m, c, h, wd = x.shape
+    patches = sliding_window_view(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), (3, 3), axis=(2, 3))
+    if groups == 1:  # im2col: (M*H*W, C*9) @ (C*9, O)
+        cols = patches.transpose(0, 2, 3, 1, 4, 5).reshape(m * h * wd, c * 9)
+        acc = (cols @ w.reshape(w.shape[0], -1).T).reshape(m, h, wd, -1).transpose(0, 3, 1, 2)
+    elif groups == c == w.shape[0]:  # depthwise: (M, C, H, W, 3, 3) x (C, 1, 3, 3)
+        acc = (patches * w[None, :, 0, None, None]).sum(axis=(-1, -2))
+    else:
+        raise ValueError(f"grouped conv with {groups} groups is not part of the contract")
+    return acc + b[None, :, None, None]
+
+
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(..., in) -> (..., out): on spikes, the sum of the weight rows of the active inputs + bias."""
+    return x @ w.T + b
+
+
+def maxpool3x3s2(x: np.ndarray) -> np.ndarray:
+    """MaxPool(3, stride 2, padding 1) on integers: comparisons only. (M, C, H, W) -> (M, C, H/2, W/2)."""
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=INT_MIN)
+    return sliding_window_view(padded, (3, 3), axis=(2, 3))[:, :, ::2, ::2].max(axis=(-1, -2))
+
+
+def window_counts(spikes: np.ndarray, n_agg: int) -> np.ndarray:
+    """Spike counts per aggregation window: (T, B, N, D) -> (T, B, N', D)."""
+    t, b, n, d = spikes.shape
+    return spikes.reshape(t, b, n_agg, n // n_agg, d).sum(axis=3)
+
+
+def sasa_score(q: np.ndarray, k: np.ndarray, n_agg: int) -> np.ndarray:
+    """w^2 * a = sum over windows of qcount * kcount (= each Q spike adds its window's K count)."""
+    return (window_counts(q, n_agg) * window_counts(k, n_agg)).sum(axis=2, keepdims=True)
+
+
+# ---- the network ------------------------------------------------------------------------------
+class GoldenModel:
+    """The integer SAFormer of an export."""
+
+    def __init__(self, export: IntegerExport) -> None:
+        self.ex = export
+        self.cfg, self.qcfg = export.cfg, export.qcfg
+        self.mem = (self.qcfg.membrane_frac, self.qcfg.membrane_bits)
+
+    # one synaptic layer, its output in membrane format
+    def synapse(self, name: str, x: np.ndarray) -> np.ndarray:
+        spec = self.ex.layer(name)
+        w, b = self.ex.weight(name), self.ex.bias(name)
+        acc = conv3x3(x, w, b, spec["groups"]) if spec["kind"] in ("conv", "dwconv") else linear(x, w, b)
+        return to_membrane(acc, spec["acc_frac"], *self.mem)
+
+    def lif(self, name: str, x: np.ndarray, tr: dict | None) -> np.ndarray:
+        s, _ = lif_int(x, self.ex.theta(name))
+        if tr is not None:
+            tr[f"{name}.x"], tr[f"{name}.s"] = x, s
+        return s.astype(np.int64)
+
+    def sat(self, x: np.ndarray) -> np.ndarray:
+        return saturate(x, self.qcfg.membrane_bits)
+
+    def over_time(self, fn, x: np.ndarray) -> np.ndarray:
+        y = fn(x.reshape(-1, *x.shape[2:]))
+        return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
+
+    def sps(self, x: np.ndarray, static: bool, tr: dict | None) -> np.ndarray:
+        cfg = self.cfg
+        pooled = [i + 1 in cfg.pool_layers for i in range(4)]
+        if static:  # the same image at every step: conv1 once, repeated
+            y = self.synapse("sps.convs.0", x)
+            y = maxpool3x3s2(y) if pooled[0] else y
+            y = np.broadcast_to(y, (cfg.time_steps, *y.shape))
+        else:
+            y = self.over_time(lambda f: self.synapse("sps.convs.0", f), x)
+            y = self.over_time(maxpool3x3s2, y) if pooled[0] else y
+        for i in range(1, 4):
+            s = self.lif(f"sps.lifs.{i - 1}", y, tr)
+            y = self.over_time(lambda f: self.synapse(f"sps.convs.{i}", f), s)
+            y = self.over_time(maxpool3x3s2, y) if pooled[i] else y
+        rpe = self.over_time(lambda f: self.synapse("sps.rpe", f), self.lif("sps.lifs.3", y, tr))
+        u = self.sat(y + rpe)
+        t, b, d, h, w = u.shape
+        u = u.reshape(t, b, d, h * w).transpose(0, 1, 3, 2)  # row-major tokens (T, B, N, D)
+        if tr is not None:
+            tr["sps.u0"] = u
+        return u
+
+    def sasa(self, p: str, s: np.ndarray, tr: dict | None) -> np.ndarray:
+        cfg = self.cfg
+        t, b, n, d = s.shape
+        q = self.lif(f"{p}.lif_q", self.synapse(f"{p}.q", s), tr)
+        k = self.lif(f"{p}.lif_k", self.synapse(f"{p}.k", s), tr)
+        score = sasa_score(q, k, cfg.n_agg)
+        if tr is not None:
+            tr[f"{p}.score"] = score
+        mask = self.lif(f"{p}.lif_a", score, tr)
+        y = (mask * k) << self.qcfg.membrane_frac  # a masked K spike is 1.0 in membrane format
+        if cfg.dwc:
+            grid = k.reshape(t * b, cfg.grid_h, cfg.grid_w, d).transpose(0, 3, 1, 2)
+            f = self.synapse(f"{p}.dwc", grid).transpose(0, 2, 3, 1).reshape(t, b, n, d)
+            y = self.sat(y + f)
+        return self.synapse(f"{p}.proj", self.lif(f"{p}.lif_o", y, tr))
+
+    def block(self, i: int, u: np.ndarray, tr: dict | None) -> np.ndarray:
+        p = f"blocks.{i}"
+        u = self.sat(u + self.sasa(f"{p}.attn", self.lif(f"{p}.lif_attn_in", u, tr), tr))
+        if tr is not None:
+            tr[f"{p}.u_attn"] = u
+        hidden = self.lif(f"{p}.mlp.lif", self.synapse(f"{p}.mlp.fc1", self.lif(f"{p}.lif_mlp_in", u, tr)), tr)
+        u = self.sat(u + self.synapse(f"{p}.mlp.fc2", hidden))
+        if tr is not None:
+            tr[f"{p}.u_out"] = u
+        return u
+
+    def head(self, u: np.ndarray, tr: dict | None) -> np.ndarray:
+        """The head accumulates its weight column for every spike, plus T*N times the bias."""
+        counts = self.lif("head_lif", u, tr).sum(axis=(0, 2))  # (B, D)
+        steps = self.cfg.time_steps * self.cfg.num_tokens
+        return counts @ self.ex.weight("head").T + steps * self.ex.bias("head")
+
+    def check_input(self, x: np.ndarray) -> bool:
+        c = self.cfg
+        frame = (c.in_channels, c.height, c.width)
+        if not np.issubdtype(x.dtype, np.integer):
+            raise ShapeError(f"the golden model takes integer inputs (quantize_input first); got {x.dtype}")
+        if x.ndim == 4 and x.shape[1:] == frame:
+            return True
+        if x.ndim == 5 and x.shape[2:] == frame and x.shape[1] == c.time_steps:
+            return False
+        raise ShapeError(f"{c.name} expects integer images (B, {', '.join(map(str, frame))}) or frames "
+                         f"(B, {c.time_steps}, {', '.join(map(str, frame))}); got {x.shape}")
+
+    def forward(self, x: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+        """Integer logits (B, classes) in units of 2^-head.acc_frac, and the traces if asked."""
+        static = self.check_input(x)
+        tr: dict[str, np.ndarray] | None = {} if trace else None
+        x = x.astype(np.int64)
+        u = self.sps(x if static else x.transpose(1, 0, 2, 3, 4), static, tr)
+        for i in range(self.cfg.depth):
+            u = self.block(i, u, tr)
+        logits = self.head(u, tr)
+        if tr is not None:
+            tr["logits"] = logits
+        return logits, (tr or {})

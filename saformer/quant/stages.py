@@ -1,0 +1,180 @@
+"""The quantization stages behind ``saformer quantize``, ``saformer export`` and ``saformer golden``."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from saformer.config import DATASET_DEFAULTS, INPUT_FRAC, ModelConfig, QuantConfig, TrainConfig
+from saformer.data import Dataset, load_dataset
+from saformer.errors import CheckpointError, ConfigError
+from saformer.model.checkpoint import METRICS_FILE, read_run, write_json
+from saformer.model.saformer import SAFormer
+from saformer.model.train import check_dataset_fits, evaluate, load_trained_model, resolve_device, train
+from saformer.quant.export import build_export, load_export, write_export
+from saformer.quant.fixed_point import quantize_input
+from saformer.quant.fold import calibrate_bn, load_folded
+from saformer.quant.golden import GoldenModel
+from saformer.quant.qat import QuantSAFormer, check_quantizable, integer_traces
+
+EXPORT_CHECK_FILE, GOLDEN_FILE = "export.json", "golden.json"
+
+
+def quantize(out: Path, qcfg: QuantConfig, run_dir: Path | None = None, cfg: ModelConfig | None = None,
+             dataset: str | None = None, data_dir: str | None = None, tcfg: TrainConfig | None = None,
+             device: str = "auto", resume: bool = False, max_minutes: float | None = None,
+             progress: bool = True, **train_overrides: Any) -> dict[str, Any]:
+    """QAT fine-tuning from a float run (``run_dir``), or QAT from scratch (``cfg`` + ``dataset``).
+
+    From scratch, every BN is calibrated on one training batch before folding, so the folded
+    layers start out normalising their outputs.
+    """
+    if resume:
+        return train(out, None, None, None, device=device, resume=True, max_minutes=max_minutes, progress=progress)
+    source: dict[str, Any] = {}
+    dev = resolve_device(device)
+    if run_dir is not None:
+        run = read_run(run_dir)
+        if run.get("stage", "float") != "float":
+            raise CheckpointError(f"'{run_dir}' is a {run['stage']} run; quantize starts from a float run")
+        float_model, _ = load_trained_model(Path(run_dir), dev)
+        cfg, dataset, data_dir = float_model.cfg, run["dataset"], data_dir or run.get("data_dir")
+        metrics_path = Path(run_dir) / METRICS_FILE
+        if metrics_path.is_file():
+            source["float_test_accuracy"] = json.loads(metrics_path.read_text()).get("test_accuracy")
+        source_name = str(run_dir)
+    else:
+        if cfg is None or dataset is None:
+            raise ConfigError("quantize needs a float run directory, or --from-scratch with a dataset")
+        float_model, source_name = None, "scratch"
+    check_quantizable(cfg)
+    defaults = DATASET_DEFAULTS[dataset]
+    base = tcfg or (defaults.qat if run_dir is not None else defaults.train)
+    tcfg = base.replace(**train_overrides)
+
+    def init(model: QuantSAFormer, data: Dataset, dev: torch.device) -> dict[str, Any]:
+        nonlocal float_model
+        if float_model is None:  # from scratch: calibrate BN statistics on one batch, then fold
+            float_model = SAFormer(cfg).to(dev)
+            x, _ = next(data.train.batches(tcfg.batch_size, shuffle=True, augment=False, seed=tcfg.seed, device=dev))
+            calibrate_bn(float_model, x)
+        float_model.eval()
+        load_folded(model, float_model)
+        ptq = evaluate(model, data.test, tcfg.batch_size * 2, dev, amp=False, progress=progress, desc="PTQ eval")
+        print(f"before QAT (BN folded, weights quantized): test accuracy {ptq['accuracy'] * 100:.2f}%")
+        return {**source, "ptq_test_accuracy": ptq["accuracy"]}
+
+    return train(out, cfg, tcfg, dataset, data_dir=data_dir, device=device, max_minutes=max_minutes,
+                 progress=progress, stage="qat", init=init,
+                 run_extra={"quant_config": qcfg.to_dict(), "source_run": source_name})
+
+
+def default_quant_config(dataset: str, **overrides: Any) -> QuantConfig:
+    """The quant config for a data set: its input format, then the user's overrides."""
+    base = {"input_frac": INPUT_FRAC[dataset]}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return QuantConfig(**base)
+
+
+def integer_batches(ex_dataset: str, cfg: ModelConfig, qcfg: QuantConfig, data_dir: str | None,
+                    batch_size: int, limit: int | None = None):
+    """Test images as the hardware receives them: quantized to the input format, as integers,
+    with the float batch alongside (for the QAT model)."""
+    data = load_dataset(ex_dataset, data_dir, cfg.time_steps)
+    check_dataset_fits(cfg, data)
+    seen = 0
+    for x, y in data.test.batches(batch_size, shuffle=False, augment=False, seed=0, device=torch.device("cpu")):
+        if limit is not None and seen >= limit:
+            return
+        if limit is not None:
+            x, y = x[: limit - seen], y[: limit - seen]
+        seen += len(y)
+        yield x, quantize_input(x.numpy(), qcfg.input_bits, qcfg.input_frac), y.numpy()
+
+
+def compare_traces(golden: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per trace key, how many elements differ (0 everywhere means bit-exact); missing keys count -1."""
+    result = {}
+    for key, g in golden.items():
+        o = other.get(key)
+        result[key] = -1 if o is None or o.shape != g.shape else int(np.count_nonzero(o != g))
+    for key in set(other) - set(golden):
+        result[key] = -1
+    return result
+
+
+def export_run(qrun_dir: Path, out: Path, check_images: int = 64, qonnx: bool = True,
+               data_dir: str | None = None) -> dict[str, Any]:
+    """``saformer export``: write the integer artifact of a QAT run, reload it, and check it.
+
+    The check runs the golden model from the written files and the QAT model (float64) on real
+    test images and compares every spike, membrane, score and logit.
+    """
+    run = read_run(qrun_dir)
+    if run.get("stage") != "qat":
+        raise CheckpointError(f"'{qrun_dir}' is a {run.get('stage', 'float')} run; export needs a QAT run "
+                              "(saformer quantize)")
+    model, _ = load_trained_model(Path(qrun_dir), torch.device("cpu"))
+    model = model.double().eval()
+    qrun_metrics = Path(qrun_dir) / METRICS_FILE
+    extra = {"source_run": str(qrun_dir)}
+    if qrun_metrics.is_file():
+        extra["qat_test_accuracy"] = json.loads(qrun_metrics.read_text()).get("test_accuracy")
+    manifest, tensors = build_export(model, run["dataset"], extra)
+    out = Path(out)
+    write_export(out, manifest, tensors)
+    ex = load_export(out)  # what downstream stages will read
+    golden = GoldenModel(ex)
+    mismatches: dict[str, int] = {}
+    checked = 0
+    for x, x_int, _ in integer_batches(run["dataset"], ex.cfg, ex.qcfg, data_dir or run.get("data_dir"),
+                                       batch_size=32, limit=check_images):
+        _, g_tr = golden.forward(x_int, trace=True)
+        q_tr = integer_traces(model, x.double())
+        for k, v in compare_traces(g_tr, q_tr).items():  # -1 (missing / wrong shape) sticks
+            mismatches[k] = -1 if v < 0 or mismatches.get(k, 0) < 0 else mismatches.get(k, 0) + v
+        checked += len(x_int)
+    report: dict[str, Any] = {
+        "export_dir": str(out), "content_hash": manifest["content_hash"],
+        "tensors": len(tensors), "weight_bytes": int(sum(a.nbytes for a in tensors.values())),
+        "golden_vs_qat": {"images": checked, "traces": len(mismatches),
+                          "bit_exact": all(v == 0 for v in mismatches.values()),
+                          "mismatching": {k: v for k, v in mismatches.items() if v != 0}},
+    }
+    if qonnx:
+        from saformer.quant.qonnx_export import export_qonnx_layers
+
+        report["qonnx"] = export_qonnx_layers(model, ex, out / "qonnx")
+    write_json(out / EXPORT_CHECK_FILE, report)
+    return report
+
+
+def golden_eval(export_dir: Path, out: Path | None = None, data_dir: str | None = None,
+                batch_size: int = 64, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """``saformer golden``: accuracy of the integer golden model on the test set."""
+    ex = load_export(export_dir)
+    golden = GoldenModel(ex)
+    dataset = ex.manifest["dataset"]
+    correct = seen = 0
+    start = time.perf_counter()
+    total = None if limit is None else math.ceil(limit / batch_size)
+    batches = integer_batches(dataset, ex.cfg, ex.qcfg, data_dir, batch_size, limit)
+    for _, x_int, y in tqdm(batches, total=total, desc="golden", leave=False, disable=None if progress else True):
+        logits, _ = golden.forward(x_int)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    seconds = time.perf_counter() - start
+    result = {"export_dir": str(export_dir), "dataset": dataset, "config": ex.cfg.name,
+              "weight_bits": ex.qcfg.weight_bits, "images": seen, "test_accuracy": correct / seen,
+              "images_per_s": seen / seconds, "qat_test_accuracy": ex.manifest.get("qat_test_accuracy")}
+    target = Path(out) if out else Path(export_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    write_json(target / GOLDEN_FILE, result)
+    return result
