@@ -115,11 +115,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model config field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return _from_dict(cls, data, "model")
 
     def replace(self, **overrides: Any) -> "ModelConfig":
         """A copy with fields overridden (``None`` values are ignored), validated again."""
@@ -129,6 +125,15 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config field(s) {unknown}; known: {sorted(known)}")
         return dataclasses.replace(self, **overrides)
+
+
+def _from_dict(cls, data: dict[str, Any], what: str):
+    """Build a config dataclass from JSON, refusing fields it does not know (a newer file, a typo)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} config field(s) {unknown}; known: {sorted(known)}")
+    return cls(**data)
 
 
 def divisors(n: int) -> list[int]:
@@ -253,11 +258,7 @@ class QuantConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "QuantConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown quant config field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return _from_dict(cls, data, "quant")
 
 
 # Fractional bits of the quantized input image per data set: digits (k/16) are exact at 4;

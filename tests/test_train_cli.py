@@ -9,14 +9,6 @@ from saformer.cli import main
 FAST = ["--dim", "32", "--depth", "1", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    """The digits config trained from scratch with its defaults: what `make flow` does."""
-    out = tmp_path_factory.mktemp("digits") / "run"
-    assert main(["train", "--dataset", "digits", "--out", str(out), "--no-progress"]) == 0
-    return out
-
-
 def test_digits_from_scratch_reaches_95_percent(digits_run):
     m = json.loads((digits_run / "metrics.json").read_text())
     assert m["config"] == "saformer-2-64" and m["complete"]
@@ -83,3 +75,12 @@ def test_unknown_dataset_is_rejected_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--dataset", "mnist", "--out", "x"])
     assert exc.value.code == 2 and "invalid choice: 'mnist'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [["--attention", "ssa"], ["--attention", "sdsa"], ["--no-dwc"], ["--no-agg"]])
+def test_every_variant_learns_digits(variant, tmp_path):
+    """The ablation sweep: each attention variant trained with the digits defaults (about 2 min each)."""
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", *variant, "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["test_accuracy"] >= 0.9

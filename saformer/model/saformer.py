@@ -16,6 +16,20 @@ def over_time(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
 
 
+def is_static_input(cfg: ModelConfig, shape: tuple[int, ...], what: str = "") -> bool:
+    """Validate an input shape: True for static images (B, C, H, W), False for event frames
+    (B, T, C, H, W); anything else is a ShapeError naming both forms and the actual shape."""
+    frame = (cfg.in_channels, cfg.height, cfg.width)
+    shape = tuple(shape)
+    if len(shape) == 4 and shape[1:] == frame:
+        return True
+    if len(shape) == 5 and shape[2:] == frame and shape[1] == cfg.time_steps:
+        return False
+    dims = ", ".join(map(str, frame))
+    raise ShapeError(f"{cfg.name}{what} expects images (B, {dims}) or event frames "
+                     f"(B, {cfg.time_steps}, {dims}); got {shape}")
+
+
 class ConvBN(nn.Sequential):
     """Conv3x3 (no bias) + BatchNorm2d; BN folds into the conv at export."""
 
@@ -28,17 +42,26 @@ class SPS(nn.Module):
 
     conv_i -> BN -> [MaxPool(3, 2, 1) if i in pool_layers] -> LIF, for i = 1..4; conv5 is the
     relative-position branch on conv4's spikes, added to conv4's (pooled) membrane.
+
+    ``conv(name, c_in, c_out)`` and ``lif()`` build the layers (float Conv-BN and LIF by default;
+    the QAT model passes its quantized ones and overrides :meth:`merge`).
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, conv=None, lif=None) -> None:
         super().__init__()
+        conv = conv or (lambda _name, c_in, c_out: ConvBN(c_in, c_out))
+        lif = lif or (lambda: make_lif(cfg))
         widths = (cfg.in_channels, *cfg.sps_channels)
-        self.convs = nn.ModuleList(ConvBN(widths[i], widths[i + 1]) for i in range(4))
-        self.lifs = nn.ModuleList(make_lif(cfg) for _ in range(4))
+        self.convs = nn.ModuleList(conv(f"sps.convs.{i}", widths[i], widths[i + 1]) for i in range(4))
+        self.lifs = nn.ModuleList(lif() for _ in range(4))
         self.pooled = tuple(i + 1 in cfg.pool_layers for i in range(4))
         self.pool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.rpe = ConvBN(cfg.dim, cfg.dim)
+        self.rpe = conv("sps.rpe", cfg.dim, cfg.dim)
         self.time_steps = cfg.time_steps
+
+    def merge(self, membrane: torch.Tensor, rpe: torch.Tensor) -> torch.Tensor:
+        """U0 = conv4's membrane + the relative-position branch."""
+        return membrane + rpe
 
     def forward(self, x: torch.Tensor, static: bool) -> torch.Tensor:
         """x: (B, C, H, W) real image if ``static`` (direct encoding), else (T, B, C, H, W) frames."""
@@ -57,7 +80,7 @@ class SPS(nn.Module):
             y = over_time(self.convs[i], self.lifs[i - 1](y))
             if self.pooled[i]:
                 y = over_time(self.pool, y)
-        u = y + over_time(self.rpe, self.lifs[3](y))  # membrane-level relative position
+        u = self.merge(y, over_time(self.rpe, self.lifs[3](y)))  # membrane-level relative position
         return u.flatten(3).transpose(2, 3)  # (T, B, D, h, w) -> (T, B, N, D), row-major tokens
 
 
@@ -101,20 +124,8 @@ class SAFormer(nn.Module):
         self.head_lif = make_lif(cfg)
         self.head = nn.Linear(cfg.dim, cfg.num_classes)
 
-    def check_input(self, x: torch.Tensor) -> bool:
-        """Validate x's shape; returns True for static images, False for event frames."""
-        c = self.cfg
-        frame = (c.in_channels, c.height, c.width)
-        if x.dim() == 4 and tuple(x.shape[1:]) == frame:
-            return True
-        if x.dim() == 5 and tuple(x.shape[2:]) == frame and x.shape[1] == c.time_steps:
-            return False
-        raise ShapeError(
-            f"{c.name} expects images (B, {c.in_channels}, {c.height}, {c.width}) or event frames "
-            f"(B, {c.time_steps}, {c.in_channels}, {c.height}, {c.width}); got {tuple(x.shape)}")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        static = self.check_input(x)
+        static = is_static_input(self.cfg, x.shape)
         u = self.sps(x if static else x.transpose(0, 1), static=static)
         for block in self.blocks:
             u = block(u)

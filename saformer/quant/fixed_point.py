@@ -73,32 +73,24 @@ def lif_int(x_seq: np.ndarray, theta: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- float emulation with straight-through gradients (QAT) ------------------------------------
-class _FloorSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return torch.floor(x)
+class _StraightThrough(torch.autograd.Function):
+    """Applies a rounding function forward; passes the gradient through unchanged."""
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
-
-
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return torch.round(x)
+    def forward(ctx, x: torch.Tensor, fn) -> torch.Tensor:
+        return fn(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
 
 
 def floor_ste(x: torch.Tensor) -> torch.Tensor:
-    return _FloorSTE.apply(x)
+    return _StraightThrough.apply(x, torch.floor)
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
-    return _RoundSTE.apply(x)
+    return _StraightThrough.apply(x, torch.round)
 
 
 def emulate_saturate(x: torch.Tensor, bits: int, frac: int) -> torch.Tensor:

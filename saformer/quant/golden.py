@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 from numpy.lib.stride_tricks import sliding_window_view
 
 from saformer.errors import ShapeError
+from saformer.model.saformer import is_static_input
 from saformer.quant.export import IntegerExport
 from saformer.quant.fixed_point import lif_int, saturate, to_membrane
 
@@ -25,27 +27,40 @@ INT_MIN = np.iinfo(np.int64).min
 
 
 # ---- blocks -------------------------------------------------------------------------------------
-def conv3x3(x: np.ndarray, w: np.ndarray, b: np.ndarray, groups: int = 1) -> np.ndarray:
+def matmul(x: np.ndarray, w_t: np.ndarray, spikes: bool, acc_dtype) -> np.ndarray:
+    """x @ w_t in integers. With ``spikes`` (x is 0/1) it is computed as the hardware does it,
+    summing the weight rows of the active inputs only (a sparse product), which is also ~10x
+    faster than numpy's dense integer matmul at the firing rates of a trained model."""
+    if spikes:
+        return np.asarray(scipy.sparse.csr_matrix(x.astype(acc_dtype, copy=False)) @ w_t.astype(acc_dtype))
+    return x.astype(acc_dtype, copy=False) @ w_t.astype(acc_dtype)
+
+
+def conv3x3(x: np.ndarray, w: np.ndarray, b: np.ndarray, groups: int = 1, acc_dtype=np.int64,
+            spikes: bool = False) -> np.ndarray:
     """3x3 convolution, zero padding 1, stride 1: (M, C, H, W) -> (M, O, H, W) accumulators.
 
     On spikes this is the sum of the weights under every spike plus the bias (additions only);
-    only the first layer (the image) multiplies.
+    only the first layer (the image) multiplies. ``acc_dtype`` int32 is exact when the export's
+    accumulator check guarantees 32 bits (no partial sum exceeds the worst case) and faster.
     """
+    x, w = x.astype(acc_dtype, copy=False), w.astype(acc_dtype, copy=False)
     m, c, h, wd = x.shape
     patches = sliding_window_view(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), (3, 3), axis=(2, 3))
     if groups == 1:  # im2col: (M*H*W, C*9) @ (C*9, O)
         cols = patches.transpose(0, 2, 3, 1, 4, 5).reshape(m * h * wd, c * 9)
-        acc = (cols @ w.reshape(w.shape[0], -1).T).reshape(m, h, wd, -1).transpose(0, 3, 1, 2)
+        acc = matmul(cols, w.reshape(w.shape[0], -1).T, spikes, acc_dtype).reshape(m, h, wd, -1).transpose(0, 3, 1, 2)
     elif groups == c == w.shape[0]:  # depthwise: (M, C, H, W, 3, 3) x (C, 1, 3, 3)
         acc = (patches * w[None, :, 0, None, None]).sum(axis=(-1, -2))
     else:
         raise ValueError(f"grouped conv with {groups} groups is not part of the contract")
-    return acc + b[None, :, None, None]
+    return acc.astype(np.int64) + b[None, :, None, None]
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray, acc_dtype=np.int64, spikes: bool = False) -> np.ndarray:
     """(..., in) -> (..., out): on spikes, the sum of the weight rows of the active inputs + bias."""
-    return x @ w.T + b
+    flat = matmul(x.reshape(-1, x.shape[-1]), w.T, spikes, acc_dtype)
+    return flat.reshape(*x.shape[:-1], -1).astype(np.int64) + b
 
 
 def maxpool3x3s2(x: np.ndarray) -> np.ndarray:
@@ -73,12 +88,18 @@ class GoldenModel:
         self.ex = export
         self.cfg, self.qcfg = export.cfg, export.qcfg
         self.mem = (self.qcfg.membrane_frac, self.qcfg.membrane_bits)
+        # The export proved every accumulator fits accumulator_bits: int32 sums are then exact.
+        self.acc_dtype = np.int32 if self.qcfg.accumulator_bits <= 32 else np.int64
 
     # one synaptic layer, its output in membrane format
     def synapse(self, name: str, x: np.ndarray) -> np.ndarray:
         spec = self.ex.layer(name)
         w, b = self.ex.weight(name), self.ex.bias(name)
-        acc = conv3x3(x, w, b, spec["groups"]) if spec["kind"] in ("conv", "dwconv") else linear(x, w, b)
+        spikes = name != "sps.convs.0"  # every synaptic layer but the first sees spikes
+        if spec["kind"] in ("conv", "dwconv"):
+            acc = conv3x3(x, w, b, spec["groups"], self.acc_dtype, spikes)
+        else:
+            acc = linear(x, w, b, self.acc_dtype, spikes)
         return to_membrane(acc, spec["acc_frac"], *self.mem)
 
     def lif(self, name: str, x: np.ndarray, tr: dict | None) -> np.ndarray:
@@ -149,21 +170,11 @@ class GoldenModel:
         steps = self.cfg.time_steps * self.cfg.num_tokens
         return counts @ self.ex.weight("head").T + steps * self.ex.bias("head")
 
-    def check_input(self, x: np.ndarray) -> bool:
-        c = self.cfg
-        frame = (c.in_channels, c.height, c.width)
-        if not np.issubdtype(x.dtype, np.integer):
-            raise ShapeError(f"the golden model takes integer inputs (quantize_input first); got {x.dtype}")
-        if x.ndim == 4 and x.shape[1:] == frame:
-            return True
-        if x.ndim == 5 and x.shape[2:] == frame and x.shape[1] == c.time_steps:
-            return False
-        raise ShapeError(f"{c.name} expects integer images (B, {', '.join(map(str, frame))}) or frames "
-                         f"(B, {c.time_steps}, {', '.join(map(str, frame))}); got {x.shape}")
-
     def forward(self, x: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
         """Integer logits (B, classes) in units of 2^-head.acc_frac, and the traces if asked."""
-        static = self.check_input(x)
+        if not np.issubdtype(np.asarray(x).dtype, np.integer):
+            raise ShapeError(f"the golden model takes integer inputs (quantize_input first); got {np.asarray(x).dtype}")
+        static = is_static_input(self.cfg, x.shape, " (golden model)")
         tr: dict[str, np.ndarray] | None = {} if trace else None
         x = x.astype(np.int64)
         u = self.sps(x if static else x.transpose(1, 0, 2, 3, 4), static, tr)

@@ -18,9 +18,9 @@ from brevitas.quant import Int8WeightPerTensorFixedPoint
 from torch import nn
 
 from saformer.config import ModelConfig, QuantConfig
-from saformer.errors import ConfigError, ShapeError
+from saformer.errors import ConfigError
 from saformer.model.neuron import LIF
-from saformer.model.saformer import over_time
+from saformer.model.saformer import SPS, is_static_input
 from saformer.quant.fixed_point import emulate_quantize_input, emulate_saturate, emulate_to_membrane, round_ste
 
 
@@ -106,37 +106,24 @@ def _lif(cfg: ModelConfig, qcfg: QuantConfig, v_threshold: float | None = None, 
                cfg.surrogate_alpha, qcfg.membrane_frac if frac is None else frac)
 
 
-class QuantSPS(nn.Module):
+class QuantSPS(SPS):
+    """SPS on the integer contract: the float SPS's loop with quantized layers and a saturating merge."""
+
     def __init__(self, cfg: ModelConfig, qcfg: QuantConfig) -> None:
-        super().__init__()
-        widths = (cfg.in_channels, *cfg.sps_channels)
-        self.convs = nn.ModuleList(
-            QuantSynapse("conv", widths[i], widths[i + 1], qcfg.bits_for(f"sps.convs.{i}"), qcfg,
-                         in_frac=qcfg.input_frac if i == 0 else 0) for i in range(4))
-        self.lifs = nn.ModuleList(_lif(cfg, qcfg) for _ in range(4))
-        self.pooled = tuple(i + 1 in cfg.pool_layers for i in range(4))
-        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.rpe = QuantSynapse("conv", cfg.dim, cfg.dim, qcfg.bits_for("sps.rpe"), qcfg)
+        super().__init__(
+            cfg,
+            conv=lambda name, c_in, c_out: QuantSynapse(
+                "conv", c_in, c_out, qcfg.bits_for(name), qcfg,
+                in_frac=qcfg.input_frac if name == "sps.convs.0" else 0),
+            lif=lambda: _lif(cfg, qcfg))
         self.u0 = Probe(qcfg.membrane_frac)
-        self.time_steps, self.qcfg = cfg.time_steps, qcfg
+        self.qcfg = qcfg
+
+    def merge(self, membrane: torch.Tensor, rpe: torch.Tensor) -> torch.Tensor:
+        return emulate_saturate(membrane + rpe, self.qcfg.membrane_bits, self.qcfg.membrane_frac)
 
     def forward(self, x: torch.Tensor, static: bool) -> torch.Tensor:
-        q = self.qcfg
-        if static:
-            y = self.convs[0](x)
-            if self.pooled[0]:
-                y = self.pool(y)
-            y = y.unsqueeze(0).expand(self.time_steps, *y.shape)
-        else:
-            y = over_time(self.convs[0], x)
-            if self.pooled[0]:
-                y = over_time(self.pool, y)
-        for i in range(1, 4):
-            y = over_time(self.convs[i], self.lifs[i - 1](y))
-            if self.pooled[i]:
-                y = over_time(self.pool, y)
-        u = emulate_saturate(y + over_time(self.rpe, self.lifs[3](y)), q.membrane_bits, q.membrane_frac)
-        return self.u0(u.flatten(3).transpose(2, 3))
+        return self.u0(super().forward(x, static))
 
 
 class QuantSASA(nn.Module):
@@ -211,19 +198,9 @@ class QuantSAFormer(nn.Module):
         self.head_lif = _lif(cfg, qcfg)
         self.head = QuantSynapse("linear", cfg.dim, cfg.num_classes, qcfg.bits_for("head"), qcfg, to_membrane=False)
 
-    def check_input(self, x: torch.Tensor) -> bool:
-        c = self.cfg
-        frame = (c.in_channels, c.height, c.width)
-        if x.dim() == 4 and tuple(x.shape[1:]) == frame:
-            return True
-        if x.dim() == 5 and tuple(x.shape[2:]) == frame and x.shape[1] == c.time_steps:
-            return False
-        raise ShapeError(f"{c.name} (quantized) expects images (B, {', '.join(map(str, frame))}) or frames "
-                         f"(B, {c.time_steps}, {', '.join(map(str, frame))}); got {tuple(x.shape)}")
-
     def spike_counts(self, x: torch.Tensor) -> torch.Tensor:
         """Head-LIF spikes summed over time steps and tokens: (B, D) integers."""
-        static = self.check_input(x)
+        static = is_static_input(self.cfg, x.shape)
         x = emulate_quantize_input(x, self.qcfg.input_bits, self.qcfg.input_frac)
         u = self.sps(x if static else x.transpose(0, 1), static=static)
         for block in self.blocks:
