@@ -29,12 +29,13 @@ def _add_model_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--surrogate", choices=SURROGATES)
 
 
-def _model_config(args: argparse.Namespace, dataset: str, num_classes: int | None = None):
-    """The named config (or the data set's default) with the command line's overrides applied."""
-    name = args.config or DATASET_DEFAULTS[dataset].config
-    cfg = get_config(name).replace(time_steps=args.time_steps, attention=args.attention, depth=args.depth,
-                                   dim=args.dim, heads=args.heads, surrogate=args.surrogate,
-                                   num_classes=num_classes)
+def _model_config(args: argparse.Namespace, dataset: str):
+    """The named config (or the data set's default) with the data set's class count and the
+    command line's overrides applied."""
+    defaults = DATASET_DEFAULTS[dataset]
+    cfg = get_config(args.config or defaults.config).replace(
+        time_steps=args.time_steps, attention=args.attention, depth=args.depth, dim=args.dim, heads=args.heads,
+        surrogate=args.surrogate, num_classes=defaults.num_classes)
     if args.no_dwc:
         cfg = cfg.replace(dwc=False)
     if args.no_agg and args.n_agg:
@@ -58,8 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.dataset not in DATASET_DEFAULTS:
             raise ConfigError(f"unknown dataset {args.dataset!r}; known: {list(DATASETS)}")
         dataset = args.dataset
-        classes = {"cifar100": 100, "cifar10": 10, "cifar10dvs": 10, "dvsgesture": 11, "digits": 10}[dataset]
-        cfg = _model_config(args, dataset, num_classes=classes)
+        cfg = _model_config(args, dataset)
         tcfg = DATASET_DEFAULTS[dataset].train.replace(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
             label_smoothing=args.label_smoothing, seed=args.seed, warmup_epochs=args.warmup_epochs)

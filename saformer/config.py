@@ -197,6 +197,7 @@ class DatasetDefaults:
     """What a data set implies when the user names nothing else."""
 
     config: str
+    num_classes: int
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, batch_size=64, lr=1e-3))
     qat: TrainConfig | None = None  # QAT fine-tuning from a float run; default: derived from train
 
@@ -207,11 +208,11 @@ class DatasetDefaults:
 
 
 DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
-    "digits": DatasetDefaults("saformer-2-64", TrainConfig(epochs=20, batch_size=32, lr=3e-3, warmup_epochs=1.0)),
-    "cifar10": DatasetDefaults("saformer-4-384", TrainConfig(epochs=300, batch_size=64, lr=5e-4, weight_decay=0.06)),
-    "cifar100": DatasetDefaults("saformer-4-384", TrainConfig(epochs=300, batch_size=64, lr=5e-4, weight_decay=0.06)),
-    "dvsgesture": DatasetDefaults("saformer-2-256", TrainConfig(epochs=200, batch_size=16, lr=1e-3)),
-    "cifar10dvs": DatasetDefaults("saformer-2-256", TrainConfig(epochs=200, batch_size=16, lr=1e-3)),
+    "digits": DatasetDefaults("saformer-2-64", 10, TrainConfig(epochs=20, batch_size=32, lr=3e-3, warmup_epochs=1.0)),
+    "cifar10": DatasetDefaults("saformer-4-384", 10, TrainConfig(epochs=300, batch_size=64, lr=5e-4, weight_decay=0.06)),
+    "cifar100": DatasetDefaults("saformer-4-384", 100, TrainConfig(epochs=300, batch_size=64, lr=5e-4, weight_decay=0.06)),
+    "dvsgesture": DatasetDefaults("saformer-2-256", 11, TrainConfig(epochs=200, batch_size=16, lr=1e-3)),
+    "cifar10dvs": DatasetDefaults("saformer-2-256", 10, TrainConfig(epochs=200, batch_size=16, lr=1e-3)),
 }
 
 
