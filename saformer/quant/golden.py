@@ -80,6 +80,28 @@ def sasa_score(q: np.ndarray, k: np.ndarray, n_agg: int) -> np.ndarray:
     return (window_counts(q, n_agg) * window_counts(k, n_agg)).sum(axis=2, keepdims=True)
 
 
+def sasa_core(q: np.ndarray, k: np.ndarray, n_agg: int, grid: tuple[int, int], theta_a: int, theta_o: int,
+              mem_frac: int, mem_bits: int, dwc: tuple[np.ndarray, np.ndarray, int] | None = None,
+              acc_dtype=np.int64) -> dict[str, np.ndarray]:
+    """The part of SASA the RTL core computes: Q, K spikes (T, B, N, D) -> O spikes (T, B, N, D).
+
+    ``dwc`` is (weights (D, 1, 3, 3), biases (D,), acc_frac) or None. Returns the score, the mask,
+    LIF_o's drive and O: what the hand-written datapath must reproduce bit for bit.
+    """
+    t, b, n, d = q.shape
+    score = sasa_score(q, k, n_agg)
+    mask, _ = lif_int(score, theta_a)
+    y = (mask.astype(np.int64) * k) << mem_frac  # a masked K spike is 1.0 in membrane format
+    if dwc is not None:
+        w, bias, acc_frac = dwc
+        grid_k = k.reshape(t * b, grid[0], grid[1], d).transpose(0, 3, 1, 2)
+        acc = conv3x3(grid_k, w, bias, groups=d, acc_dtype=acc_dtype, spikes=True)
+        f = to_membrane(acc, acc_frac, mem_frac, mem_bits).transpose(0, 2, 3, 1).reshape(t, b, n, d)
+        y = saturate(y + f, mem_bits)
+    o, _ = lif_int(y, theta_o)
+    return {"score": score, "mask": mask, "drive": y, "o": o}
+
+
 # ---- the network ------------------------------------------------------------------------------
 class GoldenModel:
     """The integer SAFormer of an export."""
@@ -139,19 +161,16 @@ class GoldenModel:
 
     def sasa(self, p: str, s: np.ndarray, tr: dict | None) -> np.ndarray:
         cfg = self.cfg
-        t, b, n, d = s.shape
         q = self.lif(f"{p}.lif_q", self.synapse(f"{p}.q", s), tr)
         k = self.lif(f"{p}.lif_k", self.synapse(f"{p}.k", s), tr)
-        score = sasa_score(q, k, cfg.n_agg)
+        dwc = (self.ex.weight(f"{p}.dwc"), self.ex.bias(f"{p}.dwc"), self.ex.layer(f"{p}.dwc")["acc_frac"]) if cfg.dwc else None
+        core = sasa_core(q, k, cfg.n_agg, (cfg.grid_h, cfg.grid_w), self.ex.theta(f"{p}.lif_a"),
+                         self.ex.theta(f"{p}.lif_o"), *self.mem, dwc=dwc, acc_dtype=self.acc_dtype)
         if tr is not None:
-            tr[f"{p}.score"] = score
-        mask = self.lif(f"{p}.lif_a", score, tr)
-        y = (mask * k) << self.qcfg.membrane_frac  # a masked K spike is 1.0 in membrane format
-        if cfg.dwc:
-            grid = k.reshape(t * b, cfg.grid_h, cfg.grid_w, d).transpose(0, 3, 1, 2)
-            f = self.synapse(f"{p}.dwc", grid).transpose(0, 2, 3, 1).reshape(t, b, n, d)
-            y = self.sat(y + f)
-        return self.synapse(f"{p}.proj", self.lif(f"{p}.lif_o", y, tr))
+            tr[f"{p}.score"] = core["score"]
+            tr[f"{p}.lif_a.x"], tr[f"{p}.lif_a.s"] = core["score"], core["mask"]
+            tr[f"{p}.lif_o.x"], tr[f"{p}.lif_o.s"] = core["drive"], core["o"]
+        return self.synapse(f"{p}.proj", core["o"].astype(np.int64))
 
     def block(self, i: int, u: np.ndarray, tr: dict | None) -> np.ndarray:
         p = f"blocks.{i}"

@@ -1,0 +1,137 @@
+"""The SASA core's parameters, their checks, its weight file, and its cycle model.
+
+Parameters come from an integer export (one SASA layer) plus the lane count P; a parameter set
+the core cannot take is refused here, with the reason, before any tool runs. The cycle model
+predicts a stall-free run exactly (the testbenches hold the simulation to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saformer.errors import ConfigError
+from saformer.quant.fixed_point import int_range
+
+HDL_DIR = Path(__file__).resolve().parent / "hdl"
+SOURCES = [HDL_DIR / "sasa_core.sv"]  # the one file list that lint, simulation and synthesis read
+TOP = "sasa_core"
+
+
+@dataclass(frozen=True)
+class SasaCoreParams:
+    """The RTL parameters of sasa_core (names as in the SystemVerilog)."""
+
+    N: int
+    N_AGG: int
+    GRID_H: int
+    GRID_W: int
+    D: int
+    T: int
+    P: int
+    MEM_BITS: int = 16
+    MEM_FRAC: int = 8
+    THETA_A: int = 8
+    THETA_O: int = 128
+    DWC: int = 1
+    ACC_BITS: int = 32
+    DWC_SHIFT: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def window(self) -> int:
+        return self.N // self.N_AGG
+
+    @property
+    def beats_per_step(self) -> int:
+        return self.N * self.D // self.P
+
+    def validate(self) -> None:
+        where = f"sasa_core(N={self.N}, N'={self.N_AGG}, D={self.D}, P={self.P})"
+        for key in ("N", "N_AGG", "GRID_H", "GRID_W", "D", "T", "P", "MEM_BITS", "ACC_BITS", "THETA_A", "THETA_O"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}: {key} must be >= 1, got {getattr(self, key)}")
+        if self.N < 2:
+            raise ConfigError(f"{where}: the core needs at least 2 tokens, got N={self.N}")
+        if self.D % self.P:
+            raise ConfigError(f"{where}: D={self.D} is not a multiple of the lane count P={self.P}; "
+                              f"choose P among {[p for p in range(1, self.D + 1) if self.D % p == 0]}")
+        if self.GRID_H * self.GRID_W != self.N:
+            raise ConfigError(f"{where}: the token grid {self.GRID_H}x{self.GRID_W} does not hold N={self.N} tokens")
+        if self.N % self.N_AGG:
+            raise ConfigError(f"{where}: N'={self.N_AGG} does not divide N={self.N}")
+        if not 4 <= self.MEM_BITS <= 32 or not 0 <= self.MEM_FRAC < self.MEM_BITS - 1:
+            raise ConfigError(f"{where}: membrane format Q{self.MEM_BITS}.{self.MEM_FRAC} is out of range")
+        if self.THETA_O >= 1 << (self.MEM_BITS - 1):
+            raise ConfigError(f"{where}: THETA_O={self.THETA_O} does not fit the {self.MEM_BITS}-bit membrane")
+        if self.ACC_BITS > 48:
+            raise ConfigError(f"{where}: ACC_BITS={self.ACC_BITS} is above 48")
+
+    def as_hdl(self, dwc_file: Path | None) -> dict[str, Any]:
+        """Parameters for the simulator / synthesis; DWC_FILE is read when simulation starts."""
+        p = dataclasses.asdict(self)
+        p["DWC_FILE"] = f'"{dwc_file}"' if dwc_file else '""'  # Verilator's -G takes the literal
+        return p
+
+
+def params_from_export(ex, layer: int, lanes: int) -> tuple[SasaCoreParams, tuple[np.ndarray, np.ndarray] | None]:
+    """The core's parameters and DWC integers for SASA layer ``layer`` of an IntegerExport."""
+    cfg, q = ex.cfg, ex.qcfg
+    if not 0 <= layer < cfg.depth:
+        raise ConfigError(f"the export has SASA layers 0..{cfg.depth - 1}, not {layer}")
+    p = f"blocks.{layer}.attn"
+    dwc = None
+    shift, acc_bits = 0, 32
+    if cfg.dwc:
+        spec = ex.layer(f"{p}.dwc")
+        shift, acc_bits = spec["out_shift"], max(spec["acc_bits_needed"], 2)
+        dwc = (ex.weight(f"{p}.dwc"), ex.bias(f"{p}.dwc"))
+    params = SasaCoreParams(N=cfg.num_tokens, N_AGG=cfg.n_agg, GRID_H=cfg.grid_h, GRID_W=cfg.grid_w, D=cfg.dim,
+                            T=cfg.time_steps, P=lanes, MEM_BITS=q.membrane_bits, MEM_FRAC=q.membrane_frac,
+                            THETA_A=ex.theta(f"{p}.lif_a"), THETA_O=ex.theta(f"{p}.lif_o"), DWC=int(cfg.dwc),
+                            ACC_BITS=acc_bits, DWC_SHIFT=shift)
+    return params, dwc
+
+
+def write_dwc_file(path: Path, params: SasaCoreParams, weights: np.ndarray, biases: np.ndarray) -> Path:
+    """$readmemh file: D*9 weights (channel-major, taps row-major), then D biases, ACC_BITS wide."""
+    lo, hi = int_range(params.ACC_BITS)
+    values = np.concatenate([np.asarray(weights).reshape(params.D, 9).ravel(), np.asarray(biases).ravel()])
+    if values.size != params.D * 10:
+        raise ConfigError(f"DWC integers: expected {params.D * 9} weights and {params.D} biases, got {values.size} values")
+    if values.min() < lo or values.max() > hi:
+        raise ConfigError(f"DWC integers exceed the {params.ACC_BITS}-bit accumulator")
+    digits = (params.ACC_BITS + 3) // 4
+    mask = (1 << params.ACC_BITS) - 1
+    path = Path(path)
+    path.write_text("".join(f"{int(v) & mask:0{digits}x}\n" for v in values))
+    return path
+
+
+@dataclass(frozen=True)
+class CyclePrediction:
+    first_output: int  # cycles from the first accepted input beat to the first accepted output beat
+    total: int  # cycles from the first accepted input beat to the last accepted output beat, + 1
+    beats_in: int
+    beats_out: int
+
+
+def cycle_model(params: SasaCoreParams, samples: int = 1) -> CyclePrediction:
+    """Stall-free timing of sasa_core (input always valid, output always ready).
+
+    The input pass of step s takes B = N*D/P cycles, one beat a cycle, starting at cycle s*B (the
+    double buffer never blocks it: step s-1's output pass ends on the same cycle as step s's
+    input pass). Step s's output pass starts the cycle after its input pass ends, at (s+1)*B,
+    and each output beat is registered, accepted one cycle after it is computed. So the first
+    output is accepted at cycle B + 1 and the last at (S*T + 1)*B for S samples of T steps;
+    total = that + 1 cycles counted from cycle 0.
+    """
+    b = params.beats_per_step
+    steps = samples * params.T
+    return CyclePrediction(first_output=b + 1, total=(steps + 1) * b + 1, beats_in=steps * b, beats_out=steps * b)

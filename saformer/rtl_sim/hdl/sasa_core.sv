@@ -1,0 +1,262 @@
+// sasa_core: the addition-only SASA datapath of SAFormer (docs/integer_contract.md, "SASA";
+// docs/rtl.md for the schedule).
+//
+// Computes, for each time step t of a sample, from the Q and K spikes of one attention layer:
+//   score[d] = sum over windows of qcount * kcount   (each Q spike adds its window's K count)
+//   M[d]     = LIF_a(score[d])                        membrane per channel across time steps
+//   F[n, d]  = to_membrane(bias[d] + sum of the DWC weights where K spikes in the 3x3 window)
+//   O[n, d]  = LIF_o(saturate((M[d] & K[n, d]) << MEM_FRAC + F[n, d]))
+// with no multiplier: the score grows by (q ? kcount : 0) + (k ? qcount : 0) + (q & k) per token,
+// which sums to qcount * kcount over a window.
+//
+// Streams (valid/ready), token-major within a time step: for t, for n in 0..N-1, for g in 0..D/P-1:
+//   s_data = {K[n, gP +: P], Q[n, gP +: P]}      m_data = O[n, gP +: P]
+// Schedule: the input pass of step t+1 runs while step t is emitted (K and the mask are double
+// buffered), so the stall-free interval is N*D/P cycles per step. The first output beat is
+// accepted N*D/P + 1 cycles after the first input beat; a sample of T steps completes in
+// (T + 1) * N * D / P + 1 cycles (saformer/rtl_sim/cycle_model.py). Samples follow each other
+// without a gap; neuron states restart at t = 0.
+`default_nettype none
+
+module sasa_core #(
+    parameter int N = 16,            // tokens per time step (GRID_H * GRID_W)
+    parameter int N_AGG = 4,         // N': aggregation windows of N / N_AGG consecutive tokens
+    parameter int GRID_H = 4,        // token grid height (DWC neighbourhood)
+    parameter int GRID_W = 4,        // token grid width
+    parameter int D = 64,            // channels
+    parameter int T = 4,             // time steps per sample
+    parameter int P = 8,             // channels per beat (lanes)
+    parameter int MEM_BITS = 16,     // membrane width (signed)
+    parameter int MEM_FRAC = 8,      // membrane fractional bits
+    parameter int THETA_A = 8,       // LIF_a threshold in count units: ceil(V_th,a * w^2)
+    parameter int THETA_O = 128,     // LIF_o threshold in membrane units
+    parameter bit DWC = 1'b1,        // depthwise-conv branch present
+    parameter int ACC_BITS = 32,     // DWC accumulator and bias width (signed)
+    parameter int DWC_SHIFT = 0,     // DWC acc_frac - MEM_FRAC (negative: exact left shift)
+    parameter DWC_FILE = ""          // $readmemh: D*9 weights (tap-major per channel), then D biases,
+                                     // each ACC_BITS-wide two's complement hex
+) (
+    input  wire logic              clk,
+    input  wire logic              rst,       // synchronous, active high
+    input  wire logic [2*P-1:0]    s_data,
+    input  wire logic              s_valid,
+    output logic                   s_ready,
+    output logic [P-1:0]           m_data,
+    output logic                   m_valid,
+    input  wire logic              m_ready
+);
+    localparam int G = D / P;                             // beats per token
+    localparam int BEATS = N * G;                         // beats per time step
+    localparam int WIN = N / N_AGG;                       // tokens per window
+    localparam int CNT_BITS = $clog2(WIN + 1);
+    localparam int SCORE_BITS = $clog2(N * WIN + 1) + 1;  // score <= N * w; LIF_a's H stays below
+    localparam int UP = DWC_SHIFT < 0 ? -DWC_SHIFT : 0;   // headroom for a left shift
+    localparam int WIDE = ACC_BITS + UP;
+    localparam int TB = T > 1 ? $clog2(T) : 1;
+    localparam int BB = $clog2(BEATS) > 0 ? $clog2(BEATS) : 1;
+    localparam int GB = $clog2(G) > 0 ? $clog2(G) : 1;
+    localparam int RB = $clog2(D * 10) > 0 ? $clog2(D * 10) : 1;
+
+    generate
+        if (D % P != 0) begin : g_bad_lanes
+            $error("sasa_core %m: D=%0d is not a multiple of P=%0d", D, P);
+        end
+        if (N % N_AGG != 0 || GRID_H * GRID_W != N) begin : g_bad_tokens
+            $error("sasa_core %m: N=%0d must equal GRID_H*GRID_W and be a multiple of N_AGG=%0d", N, N_AGG);
+        end
+    endgenerate
+
+    // ---- the DWC branch's integers (a ROM) ---------------------------------------------------------
+    logic signed [ACC_BITS-1:0] dwc_rom [D * 10];
+    initial begin
+        for (int i = 0; i < D * 10; i++) dwc_rom[i] = '0;
+        if (DWC) $readmemh(DWC_FILE, dwc_rom);
+    end
+
+    // ---- state, one entry per group of P channels (addresses are counters: no multiplier) -------
+    // one-dimensional memories of flat words (bank 1 after bank 0): what synthesis maps best
+    logic [P-1:0]            kbuf [2 * BEATS];   // K spikes of two time steps
+    logic [P-1:0]            mbuf [2 * G];       // channel masks of two time steps
+    logic [P*CNT_BITS-1:0]   qcnt [G];           // Q / K counts of the current window
+    logic [P*CNT_BITS-1:0]   kcnt [G];
+    logic [P*SCORE_BITS-1:0] score [G];          // w^2 * a, growing over the time step
+    logic [P*SCORE_BITS-1:0] va [G];             // LIF_a membranes
+    logic [P*MEM_BITS-1:0]   vo [BEATS];         // LIF_o membranes (signed lanes)
+
+    // input side: position of the next beat
+    logic [BB-1:0] a_beat;                      // token * G + group
+    logic [GB-1:0] a_g;
+    logic          a_first_token, a_last_token;
+    logic [CNT_BITS-1:0] a_wpos;                // token position inside its window
+    logic [TB-1:0] a_t;
+    logic          a_bank;
+    // output side
+    logic [BB-1:0] b_beat;
+    logic [GB-1:0] b_g;
+    logic [RB-1:0] b_dbase, b_wbase;            // first channel of the group, and its first weight
+    logic [$clog2(GRID_H + 1)-1:0] b_row;
+    logic [$clog2(GRID_W + 1)-1:0] b_col;
+    logic [TB-1:0] b_t;
+    logic          b_bank;
+    logic [1:0]    inflight;                    // steps whose input is done and output is not
+
+    localparam int KAB = $clog2(2 * BEATS);     // K buffer address
+    localparam int MAB = $clog2(2 * G);         // mask buffer address
+    function automatic logic [KAB-1:0] kaddr(input logic bank, input logic [BB-1:0] beat);
+        kaddr = bank ? KAB'(BEATS) + KAB'(beat) : KAB'(beat);
+    endfunction
+    function automatic logic [MAB-1:0] maddr(input logic bank, input logic [GB-1:0] g);
+        maddr = bank ? MAB'(G) + MAB'(g) : MAB'(g);
+    endfunction
+
+    wire a_fire = s_valid && s_ready;
+    wire a_last_beat = a_fire && a_beat == BB'(BEATS - 1);
+    wire b_fire = inflight != 2'd0 && (!m_valid || m_ready);
+    wire b_last_beat = b_fire && b_beat == BB'(BEATS - 1);
+    assign s_ready = !rst && inflight != 2'd2;
+
+    // ---- input side: counts, score, LIF_a, K buffer: one lane per channel of the beat ------------
+    logic [P*CNT_BITS-1:0]   qc_next, kc_next;
+    logic [P*SCORE_BITS-1:0] score_next, va_next;
+    logic [P-1:0]            mask_next;
+    wire [P*CNT_BITS-1:0]   qcnt_rd = qcnt[a_g];
+    wire [P*CNT_BITS-1:0]   kcnt_rd = kcnt[a_g];
+    wire [P*SCORE_BITS-1:0] score_rd = score[a_g];
+    wire [P*SCORE_BITS-1:0] va_rd = va[a_g];
+    for (genvar l = 0; l < P; l++) begin : g_in_lane
+        wire q = s_data[l];
+        wire k = s_data[P + l];
+        wire [CNT_BITS-1:0] qc = a_wpos == '0 ? '0 : qcnt_rd[l*CNT_BITS +: CNT_BITS];
+        wire [CNT_BITS-1:0] kc = a_wpos == '0 ? '0 : kcnt_rd[l*CNT_BITS +: CNT_BITS];
+        wire [SCORE_BITS-1:0] sc_prev = a_first_token ? '0 : score_rd[l*SCORE_BITS +: SCORE_BITS];
+        wire [SCORE_BITS-1:0] v = a_t == '0 ? '0 : va_rd[l*SCORE_BITS +: SCORE_BITS];
+        // (qc + q)(kc + k) - qc kc = q kc + k qc + q k: a spike selects a count to add
+        wire [SCORE_BITS-1:0] sc = sc_prev + (q ? SCORE_BITS'(kc) : '0) + (k ? SCORE_BITS'(qc) : '0)
+                                   + SCORE_BITS'(q & k);
+        wire [SCORE_BITS:0] h = ({1'b0, v} + {1'b0, sc}) >> 1;   // LIF_a: H = (V + X) >> 1
+        assign qc_next[l*CNT_BITS +: CNT_BITS] = qc + CNT_BITS'(q);
+        assign kc_next[l*CNT_BITS +: CNT_BITS] = kc + CNT_BITS'(k);
+        assign score_next[l*SCORE_BITS +: SCORE_BITS] = sc;
+        assign mask_next[l] = h >= (SCORE_BITS + 1)'(THETA_A);
+        assign va_next[l*SCORE_BITS +: SCORE_BITS] = mask_next[l] ? '0 : h[SCORE_BITS-1:0];
+    end
+
+    always_ff @(posedge clk) begin
+        if (a_fire) begin
+            kbuf[kaddr(a_bank, a_beat)] <= s_data[2*P-1:P];
+            qcnt[a_g] <= qc_next;
+            kcnt[a_g] <= kc_next;
+            score[a_g] <= score_next;
+            if (a_last_token) begin
+                va[a_g] <= va_next;
+                mbuf[maddr(a_bank, a_g)] <= mask_next;
+            end
+        end
+    end
+
+    always_ff @(posedge clk) begin
+        if (rst) begin
+            a_beat <= '0; a_g <= '0; a_first_token <= 1'b1; a_last_token <= N == 1;
+            a_wpos <= '0; a_t <= '0; a_bank <= 1'b0;
+        end else if (a_fire) begin
+            a_beat <= a_last_beat ? '0 : a_beat + 1'b1;
+            if (a_g != GB'(G - 1)) begin
+                a_g <= a_g + 1'b1;
+            end else begin
+                a_g <= '0;
+                a_wpos <= a_wpos == CNT_BITS'(WIN - 1) ? '0 : a_wpos + 1'b1;
+                a_first_token <= a_last_beat;
+                // the next token is the last one when this beat ends token N-2
+                a_last_token <= a_last_beat ? N == 1 : a_beat == BB'((N - 1) * G - 1);
+                if (a_last_beat) begin
+                    a_bank <= !a_bank;
+                    a_t <= a_t == TB'(T - 1) ? '0 : a_t + 1'b1;
+                end
+            end
+        end
+    end
+
+    // ---- output side: DWC, mask, LIF_o: one lane per channel of the beat ---------------------------
+    // the membrane range as explicit bit patterns (Yosys 0.70 evaluates -(N)'(x) as +x)
+    localparam logic signed [WIDE:0] MEM_HI = {{(WIDE + 2 - MEM_BITS){1'b0}}, {(MEM_BITS - 1){1'b1}}};
+    localparam logic signed [WIDE:0] MEM_LO = {{(WIDE + 2 - MEM_BITS){1'b1}}, {(MEM_BITS - 1){1'b0}}};
+
+    function automatic logic signed [MEM_BITS-1:0] saturate(input logic signed [WIDE:0] x);
+        saturate = x > MEM_HI ? MEM_HI[MEM_BITS-1:0] : x < MEM_LO ? MEM_LO[MEM_BITS-1:0] : x[MEM_BITS-1:0];
+    endfunction
+
+    // the neighbours of this beat's token that lie inside the grid (zero padding elsewhere)
+    logic [8:0] in_grid;
+    for (genvar tap = 0; tap < 9; tap++) begin : g_inside
+        localparam int DR = tap / 3 - 1;
+        localparam int DC = tap % 3 - 1;
+        assign in_grid[tap] = (DR >= 0 || b_row != '0) && (DR <= 0 || b_row != ($bits(b_row))'(GRID_H - 1))
+                             && (DC >= 0 || b_col != '0) && (DC <= 0 || b_col != ($bits(b_col))'(GRID_W - 1));
+    end
+
+    logic [P-1:0]          o_next;
+    logic [P*MEM_BITS-1:0] vo_next;
+    wire [P-1:0]           k_rd = kbuf[kaddr(b_bank, b_beat)];
+    wire [P-1:0]           m_rd = mbuf[maddr(b_bank, b_g)];
+    wire [P*MEM_BITS-1:0]  vo_rd = vo[b_beat];
+    logic [P-1:0]          k_nb [9];             // K of the 3x3 neighbours (offsets are constants)
+    for (genvar tap = 0; tap < 9; tap++) begin : g_nb
+        localparam int OFFSET = ((tap / 3 - 1) * GRID_W + (tap % 3 - 1)) * G;
+        assign k_nb[tap] = kbuf[kaddr(b_bank, BB'(int'(b_beat) + OFFSET))];
+    end
+    for (genvar l = 0; l < P; l++) begin : g_out_lane
+        wire signed [MEM_BITS-1:0] v = b_t == '0 ? '0 : $signed(vo_rd[l*MEM_BITS +: MEM_BITS]);
+        wire signed [WIDE:0] masked_k = (m_rd[l] && k_rd[l]) ? (WIDE + 1)'(1 << MEM_FRAC) : '0;
+        // DWC: the bias plus the weight of every tap whose neighbour spikes, as a chain of adders
+        wire signed [WIDE:0] psum [10];
+        assign psum[0] = (WIDE + 1)'(dwc_rom[RB'(D * 9 + l) + b_dbase]);
+        for (genvar tap = 0; tap < 9; tap++) begin : g_tap
+            wire signed [WIDE:0] w = (WIDE + 1)'(dwc_rom[RB'(l * 9 + tap) + b_wbase]);
+            assign psum[tap + 1] = psum[tap] + ((in_grid[tap] && k_nb[tap][l]) ? w : '0);
+        end
+        wire signed [WIDE:0] acc = DWC_SHIFT >= 0 ? psum[9] >>> DWC_SHIFT : psum[9] <<< UP;
+        wire signed [WIDE:0] y = DWC ? masked_k + (WIDE + 1)'(saturate(acc)) : masked_k;
+        wire signed [MEM_BITS:0] h = ((MEM_BITS + 1)'(v) + (MEM_BITS + 1)'(saturate(y))) >>> 1;  // LIF_o
+        assign o_next[l] = h >= (MEM_BITS + 1)'(THETA_O);
+        assign vo_next[l*MEM_BITS +: MEM_BITS] = o_next[l] ? '0 : h[MEM_BITS-1:0];
+    end
+
+    always_ff @(posedge clk) begin
+        if (b_fire) vo[b_beat] <= vo_next;
+    end
+
+    always_ff @(posedge clk) begin
+        if (rst) begin
+            b_beat <= '0; b_g <= '0; b_dbase <= '0; b_wbase <= '0; b_row <= '0; b_col <= '0;
+            b_t <= '0; b_bank <= 1'b0; m_valid <= 1'b0; m_data <= '0; inflight <= 2'd0;
+        end else begin
+            inflight <= inflight + {1'b0, a_last_beat} - {1'b0, b_last_beat};
+            if (b_fire) begin
+                m_data <= o_next;
+                m_valid <= 1'b1;
+                b_beat <= b_last_beat ? '0 : b_beat + 1'b1;
+                if (b_g != GB'(G - 1)) begin
+                    b_g <= b_g + 1'b1;
+                    b_dbase <= b_dbase + RB'(P);
+                    b_wbase <= b_wbase + RB'(P * 9);
+                end else begin
+                    b_g <= '0; b_dbase <= '0; b_wbase <= '0;
+                    if (b_col != ($bits(b_col))'(GRID_W - 1)) begin
+                        b_col <= b_col + 1'b1;
+                    end else begin
+                        b_col <= '0;
+                        b_row <= b_row == ($bits(b_row))'(GRID_H - 1) ? '0 : b_row + 1'b1;
+                    end
+                    if (b_last_beat) begin
+                        b_bank <= !b_bank;
+                        b_t <= b_t == TB'(T - 1) ? '0 : b_t + 1'b1;
+                    end
+                end
+            end else if (m_ready) begin
+                m_valid <= 1'b0;
+            end
+        end
+    end
+endmodule
+
+`default_nettype wire

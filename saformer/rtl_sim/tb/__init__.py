@@ -1,0 +1,1 @@
+"""cocotb testbenches (run by saformer.rtl_sim.sim on Verilator)."""
