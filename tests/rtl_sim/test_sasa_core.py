@@ -1,0 +1,170 @@
+"""The SASA core against the golden model, spike for spike, and against its cycle model, cycle for cycle.
+
+Each parameter set is built once per session (Verilator, 20-40 s); stimuli and DWC weights change
+between runs without a rebuild. Seeds are fixed and named in each case.
+"""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from saformer.cli import main
+from saformer.errors import ConfigError
+from saformer.quant.golden import sasa_core
+from saformer.rtl_sim.core import SOURCES, SasaCoreParams, cycle_model
+from saformer.rtl_sim.sim import simulate, verilator_env
+
+
+@pytest.fixture(scope="session")
+def build_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("rtl_builds")
+
+
+def reference(p: SasaCoreParams, q, k, w, b, samples):
+    """Expected O from the golden model's SASA function, samples streamed back to back."""
+    def to_golden(x):  # (samples*T, N, D) -> (T, samples, N, D)
+        return x.reshape(samples, p.T, p.N, p.D).transpose(1, 0, 2, 3)
+    dwc = (w, b, p.MEM_FRAC + p.DWC_SHIFT) if p.DWC else None
+    out = sasa_core(to_golden(q), to_golden(k), p.N_AGG, (p.GRID_H, p.GRID_W), p.THETA_A, p.THETA_O,
+                    p.MEM_FRAC, p.MEM_BITS, dwc=dwc)
+    return {key: v.transpose(1, 0, *range(2, v.ndim)).reshape(samples * p.T, *v.shape[2:]) for key, v in out.items()}
+
+
+def random_case(p: SasaCoreParams, seed: int, samples: int = 2, rate_q=0.4, rate_k=0.4, w_scale=60, b_scale=100):
+    rng = np.random.default_rng(seed)
+    shape = (samples * p.T, p.N, p.D)
+    q = (rng.random(shape) < rate_q).astype(np.int64)
+    k = (rng.random(shape) < rate_k).astype(np.int64)
+    w = rng.integers(-w_scale, w_scale + 1, (p.D, 1, 3, 3))
+    b = rng.integers(-b_scale, b_scale + 1, p.D)
+    return q, k, w, b
+
+
+def run_case(p, build_root, name, q, k, w, b, samples=2, **stalls):
+    expected = reference(p, q, k, w, b, samples)
+    r = simulate(p, q, k, expected["o"], (w, b) if p.DWC else None, build_root / build_name(p), samples=samples,
+                 name=name, **stalls)
+    return r, expected
+
+
+def build_name(p: SasaCoreParams) -> str:
+    return "_".join(f"{k}{v}" for k, v in p.as_hdl(None).items() if k != "DWC_FILE")
+
+
+SMALL = SasaCoreParams(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=16, T=4, P=4, THETA_A=8, THETA_O=128, DWC_SHIFT=-2)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_spikes_stall_free_and_cycle_exact(build_root, seed):
+    q, k, w, b = random_case(SMALL, seed)
+    r, expected = run_case(SMALL, build_root, f"random{seed}", q, k, w, b)
+    assert expected["o"].any() and expected["mask"].any() and not expected["mask"].all()
+    assert r.bit_exact, f"{r.mismatching_beats} output beats differ; waveform: {r.waves}"
+    assert (r.first_output, r.total) == (r.predicted.first_output, r.predicted.total)
+    assert r.total <= (2 * SMALL.T + 1) * SMALL.N * SMALL.D // SMALL.P + 64
+
+
+@pytest.mark.parametrize("p_idle, p_backpressure, seed", [(0.3, 0.0, 3), (0.0, 0.5, 4), (0.5, 0.5, 5)])
+def test_random_stalls_and_backpressure(build_root, p_idle, p_backpressure, seed):
+    q, k, w, b = random_case(SMALL, seed)
+    r, _ = run_case(SMALL, build_root, f"stalls{seed}", q, k, w, b, p_idle=p_idle, p_backpressure=p_backpressure, seed=seed)
+    assert r.bit_exact, f"{r.mismatching_beats} output beats differ; waveform: {r.waves}"
+    assert r.total > r.predicted.total  # the stalls really happened
+
+
+@pytest.mark.parametrize("case", ["no_spikes", "all_spikes", "saturation"])
+def test_corner_cases(build_root, case):
+    q, k, w, b = random_case(SMALL, 7)
+    if case == "no_spikes":
+        q[:], k[:] = 0, 0
+    elif case == "all_spikes":
+        q[:], k[:] = 1, 1
+    else:  # DWC accumulators far outside the membrane range, both signs
+        b = np.where(np.arange(SMALL.D) % 2, 1 << 20, -(1 << 20))
+        w = np.full_like(w, 1 << 16)
+    r, expected = run_case(SMALL, build_root, case, q, k, w, b)
+    if case == "saturation":
+        drive = expected["drive"]
+        assert drive.max() == 32767 and drive.min() == -32768
+    assert r.bit_exact, f"{case}: {r.mismatching_beats} output beats differ; waveform: {r.waves}"
+    assert r.total == r.predicted.total
+
+
+@pytest.mark.parametrize("params", [
+    # N' = 1 (one window of all tokens), T = 1, one lane, a right shift
+    SasaCoreParams(N=16, N_AGG=1, GRID_H=4, GRID_W=4, D=8, T=1, P=1, THETA_A=32, THETA_O=128, DWC_SHIFT=2),
+    # N' = N (no aggregation), all channels in one beat, no DWC branch
+    SasaCoreParams(N=16, N_AGG=16, GRID_H=2, GRID_W=8, D=16, T=3, P=16, THETA_A=1, THETA_O=128, DWC=0),
+    # lanes that are not a power of two, a non-square grid
+    SasaCoreParams(N=12, N_AGG=3, GRID_H=3, GRID_W=4, D=12, T=2, P=3, THETA_A=8, THETA_O=128, DWC_SHIFT=0),
+], ids=["nagg1-T1-P1", "nagg=N-P=D-nodwc", "P3-grid3x4"])
+def test_other_geometries(build_root, params):
+    q, k, w, b = random_case(params, 11, rate_q=0.6, rate_k=0.6)
+    r, expected = run_case(params, build_root, "geometry", q, k, w, b)
+    assert expected["o"].any()
+    assert r.bit_exact, f"{r.mismatching_beats} output beats differ; waveform: {r.waves}"
+    assert (r.first_output, r.total) == (r.predicted.first_output, r.predicted.total)
+    r2, _ = run_case(params, build_root, "geometry_stalls", q, k, w, b, p_idle=0.3, p_backpressure=0.3, seed=12)
+    assert r2.bit_exact
+
+
+def test_a_wrong_expectation_is_caught(build_root):
+    q, k, w, b = random_case(SMALL, 1)
+    expected = reference(SMALL, q, k, w, b, 2)["o"].copy()
+    expected[3, 5, 2] ^= 1
+    r = simulate(SMALL, q, k, expected, (w, b), build_root / build_name(SMALL), samples=2, name="wrong")
+    assert not r.bit_exact and r.mismatching_beats == 1
+    assert r.waves is not None and r.waves.exists()  # a waveform for the failing run
+
+
+def test_real_export_every_sasa_layer(qat_runs, tmp_path):
+    """`saformer rtl` on the exported digits model: real Q/K spikes from the golden model."""
+    _, export = qat_runs[8]
+    assert main(["rtl", str(export), "--out", str(tmp_path), "--lanes", "8", "--images", "3"]) == 0
+    r = json.loads((tmp_path / "rtl.json").read_text())
+    assert len(r["layers"]) == 2 and r["all_bit_exact"] and r["all_cycles_match"]
+    for layer in r["layers"]:
+        assert layer["output_spikes"] > 0 and layer["cycles"] <= layer["bound"]
+
+
+def test_parameter_sets_the_core_cannot_take_are_refused():
+    with pytest.raises(ConfigError, match=r"D=16 is not a multiple of the lane count P=5; choose P among \[1, 2, 4, 8, 16\]"):
+        SasaCoreParams(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=16, T=4, P=5)
+    with pytest.raises(ConfigError, match="token grid 4x3 does not hold N=16"):
+        SasaCoreParams(N=16, N_AGG=4, GRID_H=4, GRID_W=3, D=16, T=4, P=4)
+    with pytest.raises(ConfigError, match="N'=5 does not divide N=16"):
+        SasaCoreParams(N=16, N_AGG=5, GRID_H=4, GRID_W=4, D=16, T=4, P=4)
+    with pytest.raises(ConfigError, match="THETA_O=40000 does not fit the 16-bit membrane"):
+        SasaCoreParams(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=16, T=4, P=4, THETA_O=40000)
+
+
+def test_cycle_model_meets_the_bound():
+    for p in (SMALL, SasaCoreParams(N=64, N_AGG=16, GRID_H=8, GRID_W=8, D=384, T=4, P=8)):
+        c = cycle_model(p)
+        assert c.total <= (p.T + 1) * p.N * p.D // p.P + 64
+        assert c.first_output == p.N * p.D // p.P + 1
+
+
+@pytest.mark.parametrize("overrides", [{}, {"P": 1}, {"T": 1, "N_AGG": 1}, {"P": 64, "DWC": 0}, {"D": 12, "P": 3},
+                                       {"DWC_SHIFT": -3, "ACC_BITS": 16}, {"DWC_SHIFT": 5}])
+def test_verilator_lint_is_clean(overrides):
+    args = [f"-G{k}={v}" for k, v in overrides.items()] + ['-GDWC_FILE="x.hex"']
+    env = {**__import__("os").environ, **verilator_env()}
+    out = subprocess.run(["verilator", "--lint-only", "-Wall", *map(str, SOURCES), *args],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "%Warning" not in out.stderr, out.stderr
+
+
+def test_fast_path_pyverilator_matches_golden_and_cycle_model(tmp_path):
+    from saformer.rtl_sim.fast import FastCore
+
+    q, k, w, b = random_case(SMALL, 21, samples=3)
+    expected = reference(SMALL, q, k, w, b, 3)["o"]
+    core = FastCore(SMALL, tmp_path, (w, b))
+    for _ in range(2):  # a second run after reset gives the same spikes
+        r = core.run(q, k, samples=3)
+        np.testing.assert_array_equal(r.o, expected)
+        c = cycle_model(SMALL, samples=3)
+        assert (r.first_output, r.total) == (c.first_output, c.total)
