@@ -9,9 +9,20 @@ TORCH_SPEC ?= torch==2.13.0
 RUN_DIR ?= runs/digits
 BIN := $(VENV)/bin
 
-.PHONY: flow test test-all bench venv clean
+.PHONY: flow test test-all bench venv sysdeps clean
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed sysdeps
+
+# Optional system headers: lz4 lets Verilator write FST waveforms of failing RTL runs (VCD
+# otherwise). Installed with apt where that works (root on Debian); skipped with a note elsewhere.
+sysdeps:
+	@if [ ! -f /usr/include/lz4.h ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			(apt-get install -y -q liblz4-dev >/dev/null 2>&1 || \
+			 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q liblz4-dev >/dev/null 2>&1)) || \
+			echo "note: liblz4-dev not installed; failing RTL runs write VCD instead of FST"; \
+		else echo "note: no lz4 headers; failing RTL runs write VCD instead of FST"; fi; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

