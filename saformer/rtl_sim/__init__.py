@@ -1,4 +1,8 @@
-"""The hand-written SASA datapath in SystemVerilog and its testbenches (issue 4).
+"""The hand-written SASA datapath (hdl/sasa_core.sv) and its verification.
 
-Empty until that stage lands; the package exists so the layout shows the flow.
+- :mod:`~saformer.rtl_sim.core`   parameters, checks, ROM file, cycle model
+- :mod:`~saformer.rtl_sim.sim`    Verilator builds and cocotb runs (tb/sasa_core_tb.py)
+- :mod:`~saformer.rtl_sim.fast`   the pyverilator fast path
+- :mod:`~saformer.rtl_sim.cosim`  every SASA layer of an export against the golden model
+- :mod:`~saformer.rtl_sim.synth`  Yosys synthesis and resource counts
 """
