@@ -8,6 +8,7 @@ Errors the user can cause print as one line, ``saformer: error: ...``, with exit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -166,6 +167,37 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     return 0 if r["all_bit_exact"] and r["all_cycles_match"] else 1
 
 
+def cmd_hls(args: argparse.Namespace) -> int:
+    from saformer.hls.flow import HLS_FILE, HlsOptions, LayerOptions, build_hls
+
+    overrides = {"backend": args.backend, "part": args.part, "clock_period": args.clock_period}
+    if args.hls_config:
+        options = HlsOptions.from_file(Path(args.hls_config), **overrides)
+    else:
+        options = HlsOptions(**{k: v for k, v in overrides.items() if v is not None})
+    if args.reuse_factor is not None or args.strategy is not None:
+        d = options.defaults
+        options = dataclasses.replace(options, defaults=LayerOptions(
+            d.reuse_factor if args.reuse_factor is None else args.reuse_factor, args.strategy or d.strategy))
+    r = build_hls(Path(args.export_dir), Path(args.out), options, images=args.images, data_dir=args.data_dir,
+                  rtl_lanes=None if args.no_rtl else args.lanes, stages=args.stage,
+                  progress=not args.no_progress)
+    print(f"{'stage':<16} {'C sim vs golden':>16} {'values':>9} {'compile s':>10} {'adders':>8} {'mults':>6}")
+    for x in r["stages"]:
+        res = x["resources"]
+        print(f"{x['stage']:<16} {'bit-exact' if x['bit_exact'] else 'MISMATCH':>16} "
+              f"{sum(c['values'] for c in x['checks']):>9} {x['compile_seconds']:>10.1f} "
+              f"{res.get('adders', '-'):>8} {res.get('multipliers', '-'):>6}")
+        for c in x["checks"]:
+            if c["mismatches"]:
+                print(f"    {c['layer']} vs {c['golden']}: {c['mismatches']} of {c['values']} differ")
+    for m in r["mixed_hls_rtl"]:
+        print(f"mixed check, SASA layer {m['layer']}: hls4ml Q/K -> RTL core: "
+              f"{'bit-exact' if m['bit_exact'] else 'MISMATCH'} ({m['cycles']} cycles)")
+    print(f"wrote {Path(args.out) / HLS_FILE}")
+    return 0 if r["all_bit_exact"] and r["mixed_bit_exact"] in (None, True) else 1
+
+
 def _print_rates(rates: dict[str, float]) -> None:
     width = max(len(k) for k in rates)
     print(f"\n{'LIF layer':<{width}}  firing rate")
@@ -256,6 +288,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_rtl)
+
+    p = sub.add_parser("hls", help="hls4ml projects of the synaptic stages, C-simulated against the golden model")
+    p.add_argument("export_dir", help="a directory written by 'saformer export'")
+    p.add_argument("--out", required=True, help="directory for the hls4ml projects and hls.json")
+    p.add_argument("--hls-config", help="YAML/JSON options: backend, part, clock_period, defaults, layers "
+                                        "(per-layer reuse_factor / strategy by '<stage>/<layer>' pattern)")
+    p.add_argument("--backend", choices=["Vitis", "Vivado"], help="default: Vitis")
+    p.add_argument("--part", help="FPGA part (default: hls4ml's)")
+    p.add_argument("--clock-period", type=float, help="ns (default 5)")
+    p.add_argument("--reuse-factor", type=int, help="default reuse factor of every layer (default 1)")
+    p.add_argument("--strategy", choices=["Latency", "Resource"], help="default strategy (default Latency)")
+    p.add_argument("--images", type=int, default=8, help="test images run through every stage (T calls each)")
+    p.add_argument("--stage", action="append", help="only this stage (repeatable), e.g. blocks.0.qk")
+    p.add_argument("--lanes", "-P", type=int, default=8, help="RTL core lanes for the mixed hls4ml -> RTL check")
+    p.add_argument("--no-rtl", action="store_true", help="skip the mixed check (no Verilator)")
+    p.add_argument("--data-dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_hls)
     return parser
 
 
