@@ -31,17 +31,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-# The main job, on the built-in digits data: train the float model, fine-tune it with QAT, write
-# the integer export (checked bit for bit against the QAT model), and score the golden model.
-# A stage whose output exists is not redone (rm -r runs/ to start over).
+# The main job, on the built-in digits data: `saformer flow` trains, runs QAT, exports the
+# integers, checks the golden model, runs the hls4ml C simulation and the RTL co-simulation,
+# synthesizes the SASA core and writes RUN_DIR/report.md. Finished stages are kept on a rerun.
 flow: venv
-	@if [ -f $(RUN_DIR)/float/metrics.json ]; then echo "$(RUN_DIR)/float is trained already"; \
-	else $(BIN)/saformer train --dataset digits --out $(RUN_DIR)/float; fi
-	$(BIN)/saformer eval $(RUN_DIR)/float
-	@if [ -f $(RUN_DIR)/qat8/metrics.json ]; then echo "$(RUN_DIR)/qat8 is trained already"; \
-	else $(BIN)/saformer quantize $(RUN_DIR)/float --out $(RUN_DIR)/qat8 --weight-bits 8; fi
-	$(BIN)/saformer export $(RUN_DIR)/qat8 --out $(RUN_DIR)/export8
-	$(BIN)/saformer golden $(RUN_DIR)/export8
+	$(BIN)/saformer flow --out $(RUN_DIR)
 
 # The default suite (what CI runs); slow cases are opted into with test-all.
 test: venv

@@ -198,6 +198,34 @@ def cmd_hls(args: argparse.Namespace) -> int:
     return 0 if r["all_bit_exact"] and r["mixed_bit_exact"] in (None, True) else 1
 
 
+def cmd_flow(args: argparse.Namespace) -> int:
+    from saformer.flow import FlowOptions, run_flow
+    from saformer.report.report import REPORT_MD
+
+    cfg = None
+    if args.config:
+        cfg = get_config(args.config)
+    opts = FlowOptions(dataset=args.dataset, data_dir=args.data_dir, cfg=cfg, epochs=args.epochs,
+                       qat_epochs=args.qat_epochs, weight_bits=args.weight_bits, hls_images=args.hls_images,
+                       rtl_images=args.rtl_images, check_images=args.check_images, lanes=args.lanes,
+                       pnr=not args.no_pnr, device=args.device, progress=not args.no_progress)
+    state = run_flow(Path(args.out), opts)
+    print(f"flow finished in {state['total_seconds_last_run'] / 60:.1f} min; report: {Path(args.out) / REPORT_MD}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from saformer.report.report import REPORT_MD, build_report
+
+    r = build_report(Path(args.run_dir))
+    for a in r["accuracy"]:
+        print(f"{a['level']:<45} {a['accuracy'] * 100:6.2f}%")
+    for b in r["bit_exact"]:
+        print(f"{b['comparison']:<70} {b['verdict']}")
+    print(f"wrote {Path(args.run_dir) / REPORT_MD}")
+    return 0
+
+
 def _print_rates(rates: dict[str, float]) -> None:
     width = max(len(k) for k in rates)
     print(f"\n{'LIF layer':<{width}}  firing rate")
@@ -306,6 +334,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_hls)
+
+    p = sub.add_parser("flow", help="the whole flow: train, QAT, export, golden, hls4ml, RTL, synthesis, report")
+    p.add_argument("--out", required=True, help="run directory (stages already done with the same inputs are kept)")
+    p.add_argument("--dataset", default="digits", choices=DATASETS, help="default: digits (no download)")
+    p.add_argument("--data-dir", help="data directory (CIFAR, DVS)")
+    p.add_argument("--config", help=f"named config: {', '.join(CONFIGS)} (default: the data set's)")
+    p.add_argument("--epochs", type=int, help="float training epochs (default: the data set's)")
+    p.add_argument("--qat-epochs", type=int, help="QAT fine-tuning epochs (default: the data set's)")
+    p.add_argument("--weight-bits", type=int, default=8)
+    p.add_argument("--check-images", type=int, default=64, help="images for the golden-vs-QAT trace check")
+    p.add_argument("--hls-images", type=int, default=4, help="images through the hls4ml C simulation")
+    p.add_argument("--rtl-images", type=int, default=4, help="images through the RTL co-simulation")
+    p.add_argument("--lanes", "-P", type=int, default=8, help="SASA core lanes P")
+    p.add_argument("--no-pnr", action="store_true", help="skip the nextpnr ECP5 clock estimate")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_flow)
+
+    p = sub.add_parser("report", help="report.md / report.json / plots of a flow run directory")
+    p.add_argument("run_dir", help="a directory written by 'saformer flow'")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

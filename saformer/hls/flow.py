@@ -310,11 +310,12 @@ def mixed_check(ex: IntegerExport, layer: int, qk_rows: np.ndarray, traces: dict
 
 
 # ---- the command ---------------------------------------------------------------------------------
-def sample_inputs(ex: IntegerExport, images: int, data_dir: str | None) -> np.ndarray:
+def sample_inputs(ex: IntegerExport, images: int, data_dir: str | None, labels: bool = False):
+    """The first ``images`` test images, quantized as the hardware receives them (and their labels)."""
     from saformer.quant.stages import integer_batches  # the quant stage owns the test-set pipeline
 
-    _, x_int, _ = next(integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, data_dir, images, images))
-    return x_int
+    _, x_int, y = next(integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, data_dir, images, images))
+    return (x_int, y) if labels else x_int
 
 
 def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, images: int = 8,
@@ -331,8 +332,8 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
         if unknown:
             raise ConfigError(f"unknown hls stage(s) {unknown}; this export has {[s.name for s in all_stages]}")
         all_stages = [s for s in all_stages if s.name in stages]
-    x_int = sample_inputs(ex, images, data_dir)
-    _, traces = GoldenModel(ex).forward(x_int, trace=True)
+    x_int, labels = sample_inputs(ex, images, data_dir, labels=True)
+    golden_logits, traces = GoldenModel(ex).forward(x_int, trace=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records, mixed = [], []
@@ -341,11 +342,15 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
         bar.set_postfix_str(stage.name)
         record, output = run_stage(stage, options, out / stage.name, ex, x_int, traces)
         records.append(record)
+        if stage.name == "head":  # the logits of a sample are the head's output at its last step
+            logits = output.reshape(len(x_int), ex.cfg.time_steps, -1)[:, -1]
+            record["accuracy_on_checked_images"] = float((logits.argmax(1) == labels).mean())
         if rtl_lanes and stage.name.endswith(".qk"):
             mixed.append(mixed_check(ex, int(stage.name.split(".")[1]), output, traces, out, rtl_lanes, len(x_int)))
     report = {
         "export_dir": str(export_dir), "content_hash": ex.manifest["content_hash"], "config": ex.cfg.name,
         "weight_bits": ex.qcfg.weight_bits, "images": int(len(x_int)), "options": options.to_dict(),
+        "golden_accuracy_on_checked_images": float((golden_logits.argmax(1) == labels).mean()),
         "stages": records, "all_bit_exact": all(r["bit_exact"] for r in records),
         "mixed_hls_rtl": mixed, "mixed_bit_exact": all(m["bit_exact"] for m in mixed) if mixed else None,
     }

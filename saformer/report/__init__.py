@@ -1,0 +1,1 @@
+"""Reports of a flow run: the energy model and report.md / report.json / plots."""

@@ -1,0 +1,252 @@
+"""``saformer report RUN_DIR``: report.md, report.json and PNG plots from what a flow's stages measured.
+
+Every number comes from a file in the run directory, and report.json names that file next to each
+section. A comparison is reported "bit-exact" only where it ran and found no difference; one that
+did not run reads "not run", never "bit-exact".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from saformer.config import ModelConfig
+from saformer.errors import SaformerError
+from saformer.model.checkpoint import write_json
+from saformer.report.energy import energy_table
+
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+SOURCES = {"float": "float/metrics.json", "qat": "qat/metrics.json", "export": "export/export.json",
+           "manifest": "export/manifest.json", "golden": "golden/golden.json", "hls": "hls/hls.json",
+           "rtl": "rtl/rtl.json", "synth": "synth/synth.json", "flow": "flow.json"}
+STATIC_DATASETS = {"digits", "cifar10", "cifar100"}
+
+
+def _load(run: Path) -> dict[str, Any]:
+    found = {}
+    for key, rel in SOURCES.items():
+        p = run / rel
+        if p.is_file():
+            try:
+                found[key] = json.loads(p.read_text())
+            except json.JSONDecodeError as exc:
+                raise SaformerError(f"'{p}' is not valid JSON ({exc})") from None
+    if "float" not in found and "export" not in found:
+        raise SaformerError(f"'{run}' holds no flow results (no {SOURCES['float']} or {SOURCES['export']}); "
+                            "run 'saformer flow --out DIR' first")
+    return found
+
+
+def _verdict(ran: bool, passed: bool | None) -> str:
+    if not ran:
+        return "not run"
+    return "bit-exact" if passed else "MISMATCH"
+
+
+def accuracy_levels(m: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    if "float" in m:
+        rows.append({"level": "float (PyTorch)", "accuracy": m["float"]["test_accuracy"], "images": "test set",
+                     "source": SOURCES["float"]})
+    if "qat" in m:
+        rows.append({"level": "QAT (Brevitas, integer emulation)", "accuracy": m["qat"]["test_accuracy"],
+                     "images": "test set", "source": SOURCES["qat"]})
+    if "golden" in m:
+        rows.append({"level": "integer (golden model)", "accuracy": m["golden"]["test_accuracy"],
+                     "images": m["golden"]["images"], "source": SOURCES["golden"]})
+    if "hls" in m:
+        head = next((s for s in m["hls"]["stages"] if s["stage"] == "head"), None)
+        if head is not None and "accuracy_on_checked_images" in head:
+            rows.append({"level": "HLS (hls4ml C simulation, stage by stage)", "accuracy": head["accuracy_on_checked_images"],
+                         "images": m["hls"]["images"], "source": SOURCES["hls"],
+                         "golden_on_same_images": m["hls"].get("golden_accuracy_on_checked_images")})
+    return rows
+
+
+def bit_exactness(m: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    ex = m.get("export", {}).get("golden_vs_qat")
+    rows.append({"comparison": "golden model vs QAT model (every trace)", "verdict": _verdict(ex is not None, ex and ex["bit_exact"]),
+                 "detail": f"{ex['images']} images, {ex['traces']} traces" if ex else "", "source": SOURCES["export"]})
+    hls = m.get("hls")
+    for s in (hls or {}).get("stages", []):
+        values = sum(c["values"] for c in s["checks"])
+        rows.append({"comparison": f"hls4ml C sim vs golden: {s['stage']}", "verdict": _verdict(True, s["bit_exact"]),
+                     "detail": f"{s['images']} images x T steps, {values:,} values", "source": SOURCES["hls"]})
+    if not hls:
+        rows.append({"comparison": "hls4ml C sim vs golden", "verdict": "not run", "detail": "", "source": SOURCES["hls"]})
+    for mx in (hls or {}).get("mixed_hls_rtl", []):
+        rows.append({"comparison": f"hls4ml Q/K -> RTL core vs golden: SASA layer {mx['layer']}",
+                     "verdict": _verdict(True, mx["bit_exact"]), "detail": f"P={mx['lanes']}", "source": SOURCES["hls"]})
+    rtl = m.get("rtl")
+    for lay in (rtl or {}).get("layers", []):
+        rows.append({"comparison": f"RTL SASA core vs golden: layer {lay['layer']} (stall-free / with stalls)",
+                     "verdict": _verdict(True, lay["bit_exact_stall_free"] and lay["bit_exact_with_stalls"]),
+                     "detail": f"{lay['images']} images, {lay['output_spikes']} output spikes", "source": SOURCES["rtl"]})
+    if not rtl:
+        rows.append({"comparison": "RTL SASA core vs golden", "verdict": "not run", "detail": "", "source": SOURCES["rtl"]})
+    return rows
+
+
+def timing(m: dict[str, Any], cfg: ModelConfig) -> dict[str, Any] | None:
+    rtl, synth = m.get("rtl"), m.get("synth")
+    if not rtl:
+        return None
+    fmax = (synth or {}).get("pnr", {}) or {}
+    mhz = fmax.get("fmax_mhz")
+    layers = []
+    for lay in rtl["layers"]:
+        p = lay["params"]
+        beats = p["N"] * p["D"] // p["P"]
+        per_image = p["T"] * beats  # steady state: one step every N*D/P cycles
+        first = (p["T"] + 1) * beats + 1  # a lone image, from its first beat to its last output
+        layers.append({"layer": lay["layer"], "lanes": p["P"], "beats_per_step": beats,
+                       "cycles_per_image_streaming": per_image, "cycles_single_image": first,
+                       "simulated_cycles": lay["cycles"], "predicted_cycles": lay["predicted_cycles"],
+                       "simulated_images": lay["images"], "simulation_matches_model": lay["cycles_match_model"],
+                       "latency_us_single_image": first / mhz if mhz else None})
+    total = sum(x["cycles_single_image"] for x in layers)
+    return {"clock_mhz": mhz, "clock_source": f"{SOURCES['synth']} (nextpnr-ecp5 fmax)" if mhz else None,
+            "layers": layers, "sasa_cycles_per_image": total,
+            "sasa_latency_us_per_image": total / mhz if mhz else None,
+            "images_per_s_streaming": mhz * 1e6 / max(x["cycles_per_image_streaming"] for x in layers) if mhz else None,
+            "source": SOURCES["rtl"]}
+
+
+def energy(m: dict[str, Any], cfg: ModelConfig, dataset: str) -> dict[str, Any] | None:
+    src = "qat" if "qat" in m else "float"
+    rates = m.get(src, {}).get("firing_rates")
+    if not rates:
+        return None
+    static = dataset in STATIC_DATASETS
+    tables = {att: energy_table(cfg, rates, att, static) for att in ("sasa", "ssa", "sdsa")}
+    return {"rates_source": SOURCES[src], "static_input": static, "tables": tables,
+            "note": "SSA and SDSA are costed on the same config with this run's measured firing rates "
+                    "(see saformer/report/energy.py)"}
+
+
+def plots(run: Path, m: dict[str, Any], en: dict[str, Any] | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    src = "qat" if "qat" in m else "float"
+    rates = m.get(src, {}).get("firing_rates")
+    if rates:
+        fig, ax = plt.subplots(figsize=(8, 0.28 * len(rates) + 1))
+        names = list(rates)
+        ax.barh(names[::-1], [rates[n] for n in names][::-1], color="tab:blue")
+        ax.set_xlabel("firing rate (spikes per neuron per step)")
+        ax.set_title(f"Per-layer firing rates ({SOURCES[src]})")
+        fig.tight_layout()
+        fig.savefig(run / "firing_rates.png", dpi=110)
+        plt.close(fig)
+        written.append("firing_rates.png")
+    if en:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        atts = list(en["tables"])
+        ax.bar(atts, [en["tables"][a]["energy_uj"] for a in atts], color=["tab:green", "tab:red", "tab:orange"])
+        ax.set_ylabel("energy per image (uJ)")
+        ax.set_title("Energy by attention (E_MAC 4.6 pJ, E_AC 0.9 pJ)")
+        fig.tight_layout()
+        fig.savefig(run / "energy.png", dpi=110)
+        plt.close(fig)
+        written.append("energy.png")
+    return written
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.2f}%"
+
+
+def _rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def render(r: dict[str, Any]) -> str:
+    out = [f"# SAFormer flow report: {r['config']} on {r['dataset']}, {r['weight_bits']}-bit weights\n"]
+    out += ["## Accuracy\n", "| level | test accuracy | images | source |", "|---|---|---|---|"]
+    for a in r["accuracy"]:
+        extra = f" (golden on the same images: {_pct(a['golden_on_same_images'])})" if a.get("golden_on_same_images") is not None else ""
+        out.append(f"| {a['level']} | {_pct(a['accuracy'])}{extra} | {a['images']} | `{a['source']}` |")
+    out += ["\n## Bit-exactness against the golden model\n", "| comparison | verdict | checked | source |", "|---|---|---|---|"]
+    out += [f"| {b['comparison']} | **{b['verdict']}** | {b['detail']} | `{b['source']}` |" for b in r["bit_exact"]]
+    syn = r.get("resources")
+    if syn:
+        y = syn["yosys"]
+        res = y["resources"]
+        out += [f"\n## Resources (Yosys `synth_xilinx -family {y['family']}`, `{SOURCES['synth']}`)\n",
+                "| module | P | LUT | FF | CARRY | LUTRAM | BRAM18 | BRAM36 | DSP | $mul before mapping |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+                f"| sasa_core (x{len(syn['layers'])} layers) | {syn['lanes']} | {res['LUT']} | {res['FF']} | {res['CARRY']} "
+                f"| {res['LUTRAM']} | {res['BRAM18']} | {res['BRAM36']} | {res['DSP']} | {y['mul_cells_before_mapping']} |"]
+        if syn.get("pnr"):
+            p = syn["pnr"]
+            out.append(f"\nPlaced and routed on ECP5 {p['part']['device']} ({p['part']['package']}) with nextpnr: "
+                       f"**fmax {p['fmax_mhz']:.1f} MHz** (register to register).")
+    hls = r.get("hls_resources")
+    if hls:
+        out += ["\nhls4ml stages (estimate without Vitis HLS; method in docs/hls.md):\n",
+                "| stage | adders | multipliers | LUT (est.) | weight bits |", "|---|---|---|---|---|"]
+        out += [f"| {h['stage']} | {h['adders']} | {h['multipliers']} | {h['lut_estimate']} | {h['weight_bits']} |" for h in hls]
+    t = r.get("timing")
+    if t:
+        clock = f"{t['clock_mhz']:.1f} MHz" if t["clock_mhz"] else "no clock estimate"
+        out += [f"\n## Cycles and latency of the SASA core (cycle model = simulation; clock {clock})\n",
+                "| layer | P | cycles/step | cycles/image (streaming) | cycles, one image | simulated = model | latency, one image |",
+                "|---|---|---|---|---|---|---|"]
+        for x in t["layers"]:
+            lat = f"{x['latency_us_single_image']:.2f} us" if x["latency_us_single_image"] else "-"
+            out.append(f"| {x['layer']} | {x['lanes']} | {x['beats_per_step']} | {x['cycles_per_image_streaming']} "
+                       f"| {x['cycles_single_image']} | {x['simulation_matches_model']} ({x['simulated_cycles']} for "
+                       f"{x['simulated_images']} images) | {lat} |")
+        if t["sasa_latency_us_per_image"]:
+            out.append(f"\nAll SASA layers, one image: {t['sasa_cycles_per_image']} cycles = "
+                       f"{t['sasa_latency_us_per_image']:.2f} us; streaming: {t['images_per_s_streaming']:,.0f} images/s per core.")
+    en = r.get("energy")
+    if en:
+        tabs = en["tables"]
+        out += [f"\n## Energy per image (firing rates from `{en['rates_source']}`)\n",
+                "| attention | MACs | SOPs | energy (uJ) |", "|---|---|---|---|"]
+        out += [f"| {a.upper()} | {tb['macs']:,.0f} | {tb['sops']:,.0f} | {tb['energy_uj']:.4f} |" for a, tb in tabs.items()]
+        out += [f"\n{en['note']}.\n", "Per layer (SASA):\n", "| layer | kind | FLOPs | input rate | ops | energy (pJ) |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {x['layer']} | {x['kind']} | {x['flops']:,} | {_rate(x['rate'])} "
+                f"| {x['ops']:,.0f} | {x['energy_pj']:,.0f} |" for x in tabs["sasa"]["layers"]]
+    if r.get("plots"):
+        out.append("\n## Plots\n")
+        out += [f"![{p}]({p})" for p in r["plots"]]
+    if r.get("flow"):
+        secs = {k: v["seconds"] for k, v in r["flow"]["stages"].items() if "seconds" in v}
+        out += ["\n## Stage times (last run that did the stage)\n", "| stage | seconds |", "|---|---|"]
+        out += [f"| {k} | {v:.0f} |" for k, v in secs.items()]
+    return "\n".join(out) + "\n"
+
+
+def build_report(run_dir: Path) -> dict[str, Any]:
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise SaformerError(f"run directory '{run}' does not exist")
+    m = _load(run)
+    cfg_dict = (m.get("manifest") or {}).get("model_config") or m["float"]["model_config"]
+    cfg = ModelConfig.from_dict(cfg_dict)
+    dataset = (m.get("manifest") or {}).get("dataset") or m["float"]["dataset"]
+    en = energy(m, cfg, dataset)
+    r: dict[str, Any] = {
+        "run_dir": str(run), "config": cfg.name, "dataset": dataset, "model_config": cfg.to_dict(),
+        "weight_bits": (m.get("manifest") or {}).get("quant_config", {}).get("weight_bits"),
+        "sources": {k: SOURCES[k] for k in m},
+        "accuracy": accuracy_levels(m), "bit_exact": bit_exactness(m),
+        "resources": m.get("synth"), "timing": timing(m, cfg), "energy": en,
+        "hls_resources": [{"stage": s["stage"], **{k: s["resources"].get(k) for k in
+                                                   ("adders", "multipliers", "lut_estimate", "weight_bits")}}
+                          for s in m.get("hls", {}).get("stages", []) if "adders" in s["resources"]],
+        "flow": m.get("flow"),
+    }
+    r["plots"] = plots(run, m, en)
+    write_json(run / REPORT_JSON, r)
+    (run / REPORT_MD).write_text(render(r))
+    return r

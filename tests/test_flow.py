@@ -1,0 +1,75 @@
+"""`saformer flow` end to end on a reduced setting (a few epochs, one image per hardware check),
+then `saformer report`: every level runs, the report says bit-exact only where a check ran and
+passed, and an unchanged rerun redoes nothing but the report."""
+
+import json
+
+import pytest
+
+from saformer.cli import main
+from saformer.report.report import build_report
+
+pytest.importorskip("hls4ml")
+
+
+@pytest.fixture(scope="module")
+def flow_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("flow") / "run"
+    args = ["flow", "--out", str(out), "--epochs", "2", "--qat-epochs", "1", "--check-images", "8",
+            "--hls-images", "1", "--rtl-images", "1", "--no-progress"]
+    assert main(args) == 0
+    return out, args
+
+
+def test_flow_runs_every_stage_and_reports(flow_run):
+    out, _ = flow_run
+    state = json.loads((out / "flow.json").read_text())
+    assert list(state["stages"]) == ["train", "quantize", "export", "golden", "hls", "rtl", "synth", "report"]
+    report = json.loads((out / "report.json").read_text())
+    assert [a["level"].split(" ")[0] for a in report["accuracy"]] == ["float", "QAT", "integer", "HLS"]
+    verdicts = {b["comparison"]: b["verdict"] for b in report["bit_exact"]}
+    assert all(v == "bit-exact" for v in verdicts.values()), verdicts
+    assert any(k.startswith("hls4ml Q/K -> RTL") for k in verdicts)
+    # figures come from the stage files, not typed in
+    golden = json.loads((out / "golden" / "golden.json").read_text())
+    assert next(a for a in report["accuracy"] if a["level"].startswith("integer"))["accuracy"] == golden["test_accuracy"]
+    synth = json.loads((out / "synth" / "synth.json").read_text())
+    assert synth["yosys"]["resources"]["DSP"] == 0 and synth["pnr"]["fmax_mhz"] > 0
+    assert report["timing"]["clock_mhz"] == synth["pnr"]["fmax_mhz"]
+    assert all(x["simulation_matches_model"] for x in report["timing"]["layers"])
+    assert set(report["energy"]["tables"]) == {"sasa", "ssa", "sdsa"}
+    md = (out / "report.md").read_text()
+    assert "bit-exact" in md and "MISMATCH" not in md and "fmax" in md
+    for png in ("firing_rates.png", "energy.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_an_unchanged_rerun_only_rebuilds_the_report(flow_run, capsys):
+    out, args = flow_run
+    before = json.loads((out / "flow.json").read_text())["stages"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    after = json.loads((out / "flow.json").read_text())["stages"]
+    for name in ("train", "quantize", "export", "golden", "hls", "rtl", "synth"):
+        assert f"{name}: up to date" in printed
+        assert after[name] == before[name]
+
+
+def test_report_says_not_run_where_a_check_did_not_run(flow_run, tmp_path):
+    out, _ = flow_run
+    partial = tmp_path / "partial"
+    for sub in ("float", "qat", "export", "golden"):
+        (partial / sub).mkdir(parents=True)
+        for f in (out / sub).glob("*.json"):
+            (partial / sub / f.name).write_text(f.read_text())
+    report = build_report(partial)
+    verdicts = {b["comparison"]: b["verdict"] for b in report["bit_exact"]}
+    assert verdicts["hls4ml C sim vs golden"] == "not run"
+    assert verdicts["RTL SASA core vs golden"] == "not run"
+    assert verdicts["golden model vs QAT model (every trace)"] == "bit-exact"
+    assert report["timing"] is None
+
+
+def test_report_of_a_directory_without_results_is_one_line_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no flow results" in capsys.readouterr().err
