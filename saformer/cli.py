@@ -208,7 +208,8 @@ def cmd_flow(args: argparse.Namespace) -> int:
     opts = FlowOptions(dataset=args.dataset, data_dir=args.data_dir, cfg=cfg, epochs=args.epochs,
                        qat_epochs=args.qat_epochs, weight_bits=args.weight_bits, hls_images=args.hls_images,
                        rtl_images=args.rtl_images, check_images=args.check_images, lanes=args.lanes,
-                       pnr=not args.no_pnr, device=args.device, progress=not args.no_progress)
+                       pnr=not args.no_pnr, device=args.device, progress=not args.no_progress,
+                       sweep_n_agg=tuple(args.sweep_n_agg or ()))
     state = run_flow(Path(args.out), opts)
     print(f"flow finished in {state['total_seconds_last_run'] / 60:.1f} min; report: {Path(args.out) / REPORT_MD}")
     return 0
@@ -348,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtl-images", type=int, default=4, help="images through the RTL co-simulation")
     p.add_argument("--lanes", "-P", type=int, default=8, help="SASA core lanes P")
     p.add_argument("--no-pnr", action="store_true", help="skip the nextpnr ECP5 clock estimate")
+    p.add_argument("--sweep-n-agg", type=lambda v: [int(x) for x in v.split(",")], metavar="N1,N2,...",
+                   help="also sweep N' (SASA windows): a float model, the core's resources and cycles per value")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_flow)

@@ -7,6 +7,7 @@
     OUT/hls       hls              hls4ml projects, C simulation vs golden, hls4ml -> RTL (hls.json)
     OUT/rtl       rtl              every SASA layer on the RTL core vs golden, cycles (rtl.json)
     OUT/synth     synth            Yosys resources of the SASA core, nextpnr ECP5 clock (synth.json)
+    OUT/sweep     sweep            the N' sweep when asked (--sweep-n-agg): accuracy, resources, cycles
     OUT/report.*  report           report.md / report.json / plots
 
 A stage is skipped when ``OUT/flow.json`` records it as done with the same fingerprint: a hash of
@@ -44,6 +45,7 @@ class FlowOptions:
     lanes: int = 8
     family: str = "xc7"
     pnr: bool = True
+    sweep_n_agg: tuple[int, ...] = ()  # N' values to sweep (accuracy, resources, cycles); empty: no sweep
     device: str = "auto"
     progress: bool = True
 
@@ -124,6 +126,40 @@ def _synth(out: Path, o: FlowOptions) -> dict[str, Any]:
     return result
 
 
+def _sweep(out: Path, o: FlowOptions) -> dict[str, Any]:
+    """The N' sweep, when asked: per N', a float model trained like the flow's (its test accuracy),
+    the SASA core synthesized with that window (resources), and the cycle model."""
+    import dataclasses
+    import math
+
+    from saformer.model.train import train
+    from saformer.quant.export import load_export
+    from saformer.rtl_sim.core import cycle_model, params_from_export
+    from saformer.rtl_sim.synth import synthesize
+
+    ex = load_export(out / "export")
+    base, dwc = params_from_export(ex, 0, o.lanes)
+    defaults = DATASET_DEFAULTS[o.dataset]
+    tcfg: TrainConfig = defaults.train.replace(epochs=o.epochs) if o.epochs else defaults.train
+    rows = []
+    for n_agg in o.sweep_n_agg:
+        try:
+            cfg = ex.cfg.replace(n_agg=n_agg)
+        except ConfigError as exc:
+            raise ConfigError(f"--sweep-n-agg {n_agg}: {exc}") from None
+        window = cfg.num_tokens // n_agg
+        params = dataclasses.replace(base, N_AGG=n_agg, THETA_A=math.ceil(cfg.v_threshold_attn * window * window))
+        run = out / "sweep" / f"n_agg{n_agg}"
+        metrics = train(run, cfg, tcfg, o.dataset, data_dir=o.data_dir, device=o.device, progress=o.progress)
+        syn = synthesize(params, run / "synth", o.family, dwc)
+        rows.append({"n_agg": n_agg, "window": window, "float_test_accuracy": metrics["test_accuracy"],
+                     "resources": syn["resources"], "cycles_single_image": cycle_model(params).total,
+                     "run_dir": str(run)})
+    result = {"lanes": o.lanes, "family": o.family, "rows": rows}
+    write_json(out / "sweep" / "sweep.json", result)
+    return result
+
+
 def _report(out: Path, o: FlowOptions) -> dict[str, Any]:
     from saformer.report.report import build_report
 
@@ -139,7 +175,9 @@ STAGES = [
     Stage("hls", ("export",), lambda o: {"images": o.hls_images, "lanes": o.lanes}, _hls, "hls/hls.json"),
     Stage("rtl", ("export",), lambda o: {"images": o.rtl_images, "lanes": o.lanes}, _rtl, "rtl/rtl.json"),
     Stage("synth", ("export",), lambda o: {"lanes": o.lanes, "family": o.family, "pnr": o.pnr}, _synth, "synth/synth.json"),
-    Stage("report", ("train", "quantize", "export", "golden", "hls", "rtl", "synth"), lambda o: {"built": time.time()},  # always rebuilt: it is cheap
+    Stage("sweep", ("train", "export"), lambda o: {"n_agg": list(o.sweep_n_agg), "epochs": o.epochs, "lanes": o.lanes,
+                                                  "family": o.family}, _sweep, "sweep/sweep.json"),
+    Stage("report", ("train", "quantize", "export", "golden", "hls", "rtl", "synth", "sweep"), lambda o: {"built": time.time()},  # always rebuilt: it is cheap
           _report, "report.json"),
 ]
 

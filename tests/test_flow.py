@@ -24,7 +24,8 @@ def flow_run(tmp_path_factory):
 def test_flow_runs_every_stage_and_reports(flow_run):
     out, _ = flow_run
     state = json.loads((out / "flow.json").read_text())
-    assert list(state["stages"]) == ["train", "quantize", "export", "golden", "hls", "rtl", "synth", "report"]
+    assert list(state["stages"]) == ["train", "quantize", "export", "golden", "hls", "rtl", "synth", "sweep",
+                                     "report"]
     report = json.loads((out / "report.json").read_text())
     assert [a["level"].split(" ")[0] for a in report["accuracy"]] == ["float", "QAT", "integer", "HLS"]
     verdicts = {b["comparison"]: b["verdict"] for b in report["bit_exact"]}
@@ -50,7 +51,7 @@ def test_an_unchanged_rerun_only_rebuilds_the_report(flow_run, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     after = json.loads((out / "flow.json").read_text())["stages"]
-    for name in ("train", "quantize", "export", "golden", "hls", "rtl", "synth"):
+    for name in ("train", "quantize", "export", "golden", "hls", "rtl", "synth", "sweep"):
         assert f"{name}: up to date" in printed
         assert after[name] == before[name]
 

