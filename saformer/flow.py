@@ -155,7 +155,8 @@ def _sweep(out: Path, o: FlowOptions) -> dict[str, Any]:
         rows.append({"n_agg": n_agg, "window": window, "float_test_accuracy": metrics["test_accuracy"],
                      "resources": syn["resources"], "cycles_single_image": cycle_model(params).total,
                      "run_dir": str(run)})
-    result = {"lanes": o.lanes, "family": o.family, "rows": rows}
+    result = {"lanes": o.lanes, "family": o.family, "rows": rows}  # no rows: no sweep was asked for
+    (out / "sweep").mkdir(parents=True, exist_ok=True)
     write_json(out / "sweep" / "sweep.json", result)
     return result
 
