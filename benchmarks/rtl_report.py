@@ -36,7 +36,7 @@ def sim_speed(params: SasaCoreParams, samples: int, work: Path) -> dict:
     w, b = rng.integers(-60, 61, (params.D, 1, 3, 3)), rng.integers(-100, 101, params.D)
     to_g = lambda x: x.reshape(samples, params.T, params.N, params.D).transpose(1, 0, 2, 3)  # noqa: E731
     o = sasa_core(to_g(q), to_g(k), params.N_AGG, (params.GRID_H, params.GRID_W), params.THETA_A, params.THETA_O,
-                  params.MEM_FRAC, params.MEM_BITS, dwc=(w, b, params.MEM_FRAC + params.DWC_SHIFT))["o"]
+                  params.MEM_FRAC, params.MEM_BITS, dwc=(w, b, params.DWC_SHIFT))["o"]
     o = o.transpose(1, 0, 2, 3).reshape(shape)
     first = simulate(params, q[:params.T], k[:params.T], o[:params.T], (w, b), work / "cocotb", samples=1, name="build")
     t1 = time.perf_counter()

@@ -88,8 +88,9 @@ class ModelConfig:
             raise ConfigError(f"{where}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
         if self.dim % 8:
             raise ConfigError(f"{where}: dim D={self.dim} must be divisible by 8 (SPS widths D/8, D/4, D/2)")
-        if self.dim % self.heads:
-            raise ConfigError(f"{where}: dim D={self.dim} is not divisible by heads={self.heads}")
+        if self.attention != "sasa" and self.dim % self.heads:  # SASA works per channel: no heads
+            raise ConfigError(f"{where}: dim D={self.dim} is not divisible by heads={self.heads} "
+                              f"(the {self.attention.upper()} baseline splits D into heads)")
         if self.tau <= 1.0:
             raise ConfigError(f"{where}: tau must be > 1, got {self.tau}")
         if self.v_threshold <= 0 or self.v_threshold_attn <= 0:
@@ -184,6 +185,11 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not self.weight_decay >= 0 or not self.warmup_epochs >= 0:
+            raise ConfigError(f"weight decay and warm-up epochs must be >= 0, got {self.weight_decay}, "
+                              f"{self.warmup_epochs}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -321,9 +321,20 @@ def load_dvs(name: str, data_dir: str | Path | None, time_steps: int, workers: i
                    (sensor[2], sensor[1], sensor[0]), frames=True)
 
 
+def check_data_source(name: str, data_dir: str | Path | None = None, download: bool = False) -> None:
+    """Options that a data set would ignore are refused, not dropped (cheap: reads nothing)."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known: {list(DATASETS)}")
+    if name == "digits" and data_dir is not None:
+        raise DataError(f"digits ships inside scikit-learn and reads no directory; drop --data-dir '{data_dir}'")
+    if download and name not in ("cifar10", "cifar100"):
+        raise DataError(f"--download fetches CIFAR only; {name} cannot be downloaded")
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, time_steps: int = 4,
                  download: bool = False, workers: int = 0) -> Dataset:
     """Load a data set by name; errors name the data set and the path that is wrong."""
+    check_data_source(name, data_dir, download)
     if name == "digits":
         return load_digits()
     if name in ("cifar10", "cifar100"):

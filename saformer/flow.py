@@ -13,12 +13,19 @@
 A stage is skipped when ``OUT/flow.json`` records it as done with the same fingerprint: a hash of
 its options and of the fingerprints of the stages it reads, so changing an option redoes that
 stage and everything downstream, and nothing else.
+
+Interruptions: a stage runs in a hidden ``OUT/.NAME.partial`` directory and is renamed to
+``OUT/NAME`` only when all its files are written, so ``OUT/NAME`` is whole or absent. A rerun
+after Ctrl-C, a kill or a crash continues from the last finished stage; the training stages
+(float and QAT) resume from their last epoch's checkpoint when the partial directory was made
+with the same fingerprint, and start over otherwise. A lock on ``OUT`` keeps a second flow out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +33,12 @@ from typing import Any, Callable
 
 from saformer.config import DATASET_DEFAULTS, ModelConfig, TrainConfig, get_config
 from saformer.errors import ConfigError
-from saformer.model.checkpoint import write_json
+from saformer.rundir import DirectoryLock, check_out_dir, partial_dir, publish, write_json
 
 FLOW_FILE = "flow.json"
+
+
+HARDWARE_STAGES = ("hls", "rtl", "synth")  # may be left out with --skip
 
 
 @dataclass
@@ -46,6 +56,7 @@ class FlowOptions:
     family: str = "xc7"
     pnr: bool = True
     sweep_n_agg: tuple[int, ...] = ()  # N' values to sweep (accuracy, resources, cycles); empty: no sweep
+    skip: tuple[str, ...] = ()  # hardware stages left out
     device: str = "auto"
     progress: bool = True
 
@@ -55,8 +66,37 @@ class FlowOptions:
         for name in ("check_images", "hls_images", "rtl_images", "lanes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"flow option {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("epochs", "qat_epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"flow option {name} must be at least 1, got {getattr(self, name)}")
         if self.weight_bits not in range(2, 17):
             raise ConfigError(f"--weight-bits {self.weight_bits}: choose 2..16")
+        unknown = sorted(set(self.skip) - set(HARDWARE_STAGES))
+        if unknown:
+            raise ConfigError(f"--skip {unknown}: only {list(HARDWARE_STAGES)} can be left out")
+
+    @property
+    def model_config(self) -> ModelConfig:
+        defaults = DATASET_DEFAULTS[self.dataset]
+        return (self.cfg or get_config(defaults.config)).replace(num_classes=defaults.num_classes)
+
+
+def check_flow_options(o: FlowOptions) -> None:
+    """What would fail minutes into the flow, refused before it starts: a model the integer
+    contract cannot take, a lane count the SASA core cannot take, N' values that do not divide N."""
+    from saformer.quant.qat import check_quantizable
+    from saformer.rtl_sim.core import SasaCoreParams
+
+    cfg = o.model_config
+    check_quantizable(cfg)
+    if "rtl" not in o.skip or "hls" not in o.skip or "synth" not in o.skip:
+        SasaCoreParams(N=cfg.num_tokens, N_AGG=cfg.n_agg, GRID_H=cfg.grid_h, GRID_W=cfg.grid_w, D=cfg.dim,
+                       T=cfg.time_steps, P=o.lanes, DWC=int(cfg.dwc))
+    for n_agg in o.sweep_n_agg:
+        try:
+            check_quantizable(cfg.replace(n_agg=n_agg))
+        except ConfigError as exc:
+            raise ConfigError(f"--sweep-n-agg {n_agg}: {exc}") from None
 
 
 @dataclass
@@ -64,61 +104,65 @@ class Stage:
     name: str
     needs: tuple[str, ...]
     options: Callable[[FlowOptions], dict[str, Any]]
-    run: Callable[[Path, FlowOptions], dict[str, Any]]
-    output: str  # the file whose presence means the stage has run
+    run: Callable[[Path, Path, FlowOptions, bool], dict[str, Any]]  # (OUT, work dir, options, resume)
+    directory: str | None  # OUT/<directory>, written through OUT/.<directory>.partial; None: OUT itself
+    output: str  # the file (under OUT) whose presence means the stage has run
+    resumable: bool = False  # a partial directory of the same fingerprint is continued, not restarted
 
 
-def _train(out: Path, o: FlowOptions) -> dict[str, Any]:
+def _train(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.model.train import train
 
+    if resume:
+        return train(work, None, None, None, device=o.device, resume=True, progress=o.progress)
     defaults = DATASET_DEFAULTS[o.dataset]
-    cfg = (o.cfg or get_config(defaults.config)).replace(num_classes=defaults.num_classes)
-    tcfg: TrainConfig = defaults.train.replace(epochs=o.epochs) if o.epochs else defaults.train
-    return train(out / "float", cfg, tcfg, o.dataset, data_dir=o.data_dir, device=o.device, progress=o.progress)
+    tcfg: TrainConfig = defaults.train.replace(epochs=o.epochs)
+    return train(work, o.model_config, tcfg, o.dataset, data_dir=o.data_dir, device=o.device, progress=o.progress)
 
 
-def _quantize(out: Path, o: FlowOptions) -> dict[str, Any]:
+def _quantize(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.quant.stages import default_quant_config, quantize
 
+    if resume:
+        return quantize(work, None, resume=True, device=o.device, progress=o.progress)
     qcfg = default_quant_config(o.dataset, weight_bits=o.weight_bits)
     extra = {"epochs": o.qat_epochs} if o.qat_epochs else {}
-    return quantize(out / "qat", qcfg, run_dir=out / "float", data_dir=o.data_dir, device=o.device,
+    return quantize(work, qcfg, run_dir=out / "float", data_dir=o.data_dir, device=o.device,
                     progress=o.progress, **extra)
 
 
-def _export(out: Path, o: FlowOptions) -> dict[str, Any]:
+def _export(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.quant.stages import export_run
 
-    return export_run(out / "qat", out / "export", check_images=o.check_images, qonnx=False, data_dir=o.data_dir)
+    return export_run(out / "qat", work, check_images=o.check_images, qonnx=False, data_dir=o.data_dir)
 
 
-def _golden(out: Path, o: FlowOptions) -> dict[str, Any]:
+def _golden(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.quant.stages import golden_eval
 
-    return golden_eval(out / "export", out / "golden", data_dir=o.data_dir, progress=o.progress)
+    return golden_eval(out / "export", work, data_dir=o.data_dir, progress=o.progress)
 
 
-def _hls(out: Path, o: FlowOptions) -> dict[str, Any]:
+def _hls(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.hls.flow import build_hls
 
-    return build_hls(out / "export", out / "hls", images=o.hls_images, data_dir=o.data_dir, rtl_lanes=o.lanes,
+    return build_hls(out / "export", work, images=o.hls_images, data_dir=o.data_dir, rtl_lanes=o.lanes,
                      progress=o.progress)
 
 
-def _rtl(out: Path, o: FlowOptions) -> dict[str, Any]:
+def _rtl(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.rtl_sim.cosim import cosimulate_export
 
-    return cosimulate_export(out / "export", out / "rtl", lanes=o.lanes, images=o.rtl_images, data_dir=o.data_dir)
+    return cosimulate_export(out / "export", work, lanes=o.lanes, images=o.rtl_images, data_dir=o.data_dir)
 
 
-def _synth(out: Path, o: FlowOptions) -> dict[str, Any]:
+def _synth(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.quant.export import load_export
     from saformer.rtl_sim.core import params_from_export
     from saformer.rtl_sim.synth import place_and_route, synthesize
 
     ex = load_export(out / "export")
     params, dwc = params_from_export(ex, 0, o.lanes)  # every SASA layer has the same geometry
-    work = out / "synth"
     result = {"module": "sasa_core", "layers": list(range(ex.cfg.depth)), "lanes": o.lanes,
               "yosys": synthesize(params, work / o.family, o.family, dwc)}
     result["pnr"] = place_and_route(params, work / "ecp5", dwc) if o.pnr else None
@@ -126,12 +170,14 @@ def _synth(out: Path, o: FlowOptions) -> dict[str, Any]:
     return result
 
 
-def _sweep(out: Path, o: FlowOptions) -> dict[str, Any]:
+def _sweep(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     """The N' sweep, when asked: per N', a float model trained like the flow's (its test accuracy),
-    the SASA core synthesized with that window (resources), and the cycle model."""
+    the SASA core synthesized with that window (resources), and the cycle model. A sweep that was
+    interrupted keeps its finished models and resumes the one it was training."""
     import dataclasses
     import math
 
+    from saformer.model.checkpoint import CHECKPOINT_FILE, METRICS_FILE
     from saformer.model.train import train
     from saformer.quant.export import load_export
     from saformer.rtl_sim.core import cycle_model, params_from_export
@@ -139,47 +185,53 @@ def _sweep(out: Path, o: FlowOptions) -> dict[str, Any]:
 
     ex = load_export(out / "export")
     base, dwc = params_from_export(ex, 0, o.lanes)
-    defaults = DATASET_DEFAULTS[o.dataset]
-    tcfg: TrainConfig = defaults.train.replace(epochs=o.epochs) if o.epochs else defaults.train
+    tcfg: TrainConfig = DATASET_DEFAULTS[o.dataset].train.replace(epochs=o.epochs)
     rows = []
+    work.mkdir(parents=True, exist_ok=True)
     for n_agg in o.sweep_n_agg:
-        try:
-            cfg = ex.cfg.replace(n_agg=n_agg)
-        except ConfigError as exc:
-            raise ConfigError(f"--sweep-n-agg {n_agg}: {exc}") from None
+        cfg = ex.cfg.replace(n_agg=n_agg)
         window = cfg.num_tokens // n_agg
         params = dataclasses.replace(base, N_AGG=n_agg, THETA_A=math.ceil(cfg.v_threshold_attn * window * window))
-        run = out / "sweep" / f"n_agg{n_agg}"
-        metrics = train(run, cfg, tcfg, o.dataset, data_dir=o.data_dir, device=o.device, progress=o.progress)
+        run = work / f"n_agg{n_agg}"
+        done = run / METRICS_FILE
+        if done.is_file() and json.loads(done.read_text()).get("complete"):
+            metrics = json.loads(done.read_text())
+        elif (run / CHECKPOINT_FILE).is_file():
+            metrics = train(run, None, None, None, device=o.device, resume=True, progress=o.progress)
+        else:
+            shutil.rmtree(run, ignore_errors=True)
+            metrics = train(run, cfg, tcfg, o.dataset, data_dir=o.data_dir, device=o.device, progress=o.progress)
         syn = synthesize(params, run / "synth", o.family, dwc)
         rows.append({"n_agg": n_agg, "window": window, "float_test_accuracy": metrics["test_accuracy"],
                      "resources": syn["resources"], "cycles_single_image": cycle_model(params).total,
                      "run_dir": str(run)})
     result = {"lanes": o.lanes, "family": o.family, "rows": rows}  # no rows: no sweep was asked for
-    (out / "sweep").mkdir(parents=True, exist_ok=True)
-    write_json(out / "sweep" / "sweep.json", result)
+    write_json(work / "sweep.json", result)
     return result
 
 
-def _report(out: Path, o: FlowOptions) -> dict[str, Any]:
+def _report(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.report.report import build_report
 
     return build_report(out)
 
 
 STAGES = [
-    Stage("train", (), lambda o: {"dataset": o.dataset, "cfg": o.cfg.to_dict() if o.cfg else None, "epochs": o.epochs},
-          _train, "float/metrics.json"),
-    Stage("quantize", ("train",), lambda o: {"bits": o.weight_bits, "epochs": o.qat_epochs}, _quantize, "qat/metrics.json"),
-    Stage("export", ("quantize",), lambda o: {"check_images": o.check_images}, _export, "export/export.json"),
-    Stage("golden", ("export",), lambda o: {}, _golden, "golden/golden.json"),
-    Stage("hls", ("export",), lambda o: {"images": o.hls_images, "lanes": o.lanes}, _hls, "hls/hls.json"),
-    Stage("rtl", ("export",), lambda o: {"images": o.rtl_images, "lanes": o.lanes}, _rtl, "rtl/rtl.json"),
-    Stage("synth", ("export",), lambda o: {"lanes": o.lanes, "family": o.family, "pnr": o.pnr}, _synth, "synth/synth.json"),
+    Stage("train", (), lambda o: {"dataset": o.dataset, "cfg": o.model_config.to_dict(), "epochs": o.epochs},
+          _train, "float", "float/metrics.json", resumable=True),
+    Stage("quantize", ("train",), lambda o: {"bits": o.weight_bits, "epochs": o.qat_epochs}, _quantize, "qat",
+          "qat/metrics.json", resumable=True),
+    Stage("export", ("quantize",), lambda o: {"check_images": o.check_images}, _export, "export", "export/export.json"),
+    Stage("golden", ("export",), lambda o: {}, _golden, "golden", "golden/golden.json"),
+    Stage("hls", ("export",), lambda o: {"images": o.hls_images, "lanes": o.lanes}, _hls, "hls", "hls/hls.json"),
+    Stage("rtl", ("export",), lambda o: {"images": o.rtl_images, "lanes": o.lanes}, _rtl, "rtl", "rtl/rtl.json"),
+    Stage("synth", ("export",), lambda o: {"lanes": o.lanes, "family": o.family, "pnr": o.pnr}, _synth, "synth",
+          "synth/synth.json"),
     Stage("sweep", ("train", "export"), lambda o: {"n_agg": list(o.sweep_n_agg), "epochs": o.epochs, "lanes": o.lanes,
-                                                  "family": o.family}, _sweep, "sweep/sweep.json"),
-    Stage("report", ("train", "quantize", "export", "golden", "hls", "rtl", "synth", "sweep"), lambda o: {"built": time.time()},  # always rebuilt: it is cheap
-          _report, "report.json"),
+                                                  "family": o.family}, _sweep, "sweep", "sweep/sweep.json",
+          resumable=True),
+    Stage("report", ("train", "quantize", "export", "golden", "hls", "rtl", "synth", "sweep"),
+          lambda o: {"built": time.time()}, _report, None, "report.json"),  # always rebuilt: it is cheap
 ]
 
 
@@ -189,26 +241,72 @@ def _fingerprint(stage: Stage, o: FlowOptions, done: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _marker(work: Path) -> Path:
+    """The fingerprint of a partial directory, kept beside it (the stage owns what is inside)."""
+    return work.parent / f"{work.name}.json"
+
+
+def _prepare_work(stage: Stage, out: Path, fp: str, log) -> tuple[Path, bool]:
+    """The partial directory a stage writes into, and whether it continues an interrupted run."""
+    work = partial_dir(out / stage.directory)
+    marker = _marker(work)
+    same = marker.is_file() and marker.read_text().strip() == fp
+    if stage.resumable and same and work.is_dir():
+        from saformer.model.checkpoint import CHECKPOINT_FILE
+
+        if stage.name == "sweep" or (work / CHECKPOINT_FILE).is_file():
+            log(f"    continuing the interrupted {stage.name} stage in '{work}'")
+            return work, stage.name != "sweep"
+    if work.exists():
+        shutil.rmtree(work)
+    marker.write_text(fp + "\n")
+    return work, False
+
+
 def run_flow(out: Path, options: FlowOptions | None = None, log=print) -> dict[str, Any]:
     """Run every stage that is not up to date; returns flow.json's content."""
     o = options or FlowOptions()
+    check_flow_options(o)
     out = Path(out)
+    check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
+    with DirectoryLock(out, "saformer flow"):
+        return _run_stages(out, o, log)
+
+
+def _run_stages(out: Path, o: FlowOptions, log) -> dict[str, Any]:
     state_path = out / FLOW_FILE
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"stages": {}}
-    done = state["stages"]
+    try:
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {"stages": {}}
+        done = state["stages"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        log(f"'{state_path}' is unreadable; every stage is redone")
+        state, done = {"stages": {}}, {}
     start = time.perf_counter()
     for i, stage in enumerate(STAGES, 1):
+        tag = f"[{i}/{len(STAGES)}] {stage.name}"
         fp = _fingerprint(stage, o, done)
         prior = done.get(stage.name, {})
         if prior.get("fingerprint") == fp and (out / stage.output).is_file():
-            log(f"[{i}/{len(STAGES)}] {stage.name}: up to date")
+            log(f"{tag}: up to date")
             continue
-        log(f"[{i}/{len(STAGES)}] {stage.name} ...")
+        if stage.name in o.skip:  # left out: a stale result of other inputs must not be reported
+            if stage.directory and (out / stage.directory).exists():
+                shutil.rmtree(out / stage.directory)
+            done.pop(stage.name, None)
+            log(f"{tag}: skipped (--skip)")
+            continue
+        log(f"{tag} ...")
         t0 = time.perf_counter()
-        stage.run(out, o)
+        if stage.directory is None:
+            stage.run(out, out, o, False)
+        else:
+            work, resume = _prepare_work(stage, out, fp, log)
+            stage.run(out, work, o, resume)
+            publish(work, out / stage.directory)
+            _marker(work).unlink(missing_ok=True)
         done[stage.name] = {"fingerprint": fp, "seconds": time.perf_counter() - t0, "finished": time.time()}
-        log(f"[{i}/{len(STAGES)}] {stage.name}: done in {done[stage.name]['seconds']:.0f} s")
+        log(f"{tag}: done in {done[stage.name]['seconds']:.0f} s")
         state["total_seconds_last_run"] = time.perf_counter() - start
         write_json(state_path, state)
     state["total_seconds_last_run"] = time.perf_counter() - start

@@ -13,7 +13,9 @@ def test_digits_from_scratch_reaches_95_percent(digits_run):
     m = json.loads((digits_run / "metrics.json").read_text())
     assert m["config"] == "saformer-2-64" and m["complete"]
     assert m["test_accuracy"] >= 0.95, f"digits test accuracy {m['test_accuracy']:.4f} < 0.95"
-    assert m["train_images_per_s_median"] > 0 and m["eval_images_per_s"] > 0
+    speed = json.loads((digits_run / "timing.json").read_text())
+    assert speed["train_images_per_s_median"] > 0 and speed["eval_images_per_s"] > 0
+    assert len(speed["epochs"]) == m["epochs_done"] == 20
     rates = m["firing_rates"]
     assert "blocks.0.attn.lif_q" in rates and "sps.lifs.0" in rates and "head_lif" in rates
     assert all(0.0 <= r <= 1.0 for r in rates.values()) and any(r > 0 for r in rates.values())
@@ -46,6 +48,15 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     assert b["complete"] and b["epochs_done"] == 3
     for ha, hb in zip(a["history"], b["history"]):
         assert ha["train_loss"] == hb["train_loss"] and ha["test_accuracy"] == hb["test_accuracy"]
+
+
+def test_the_same_command_twice_gives_the_same_metrics(tmp_path):
+    """metrics.json holds what the run computed and no clock: equal commands, equal files."""
+    for name in ("a", "b"):
+        assert main(["train", "--dataset", "digits", "--epochs", "2", *FAST, "--out", str(tmp_path / name)]) == 0
+    a, b = ((tmp_path / n / "metrics.json").read_text() for n in ("a", "b"))
+    assert a == b
+    assert json.loads(a)["environment"]["threads"] >= 1
 
 
 def test_refuses_to_overwrite_a_run(tmp_path, capsys):

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from saformer.errors import ConfigError
 from saformer.hls.extension import register_extensions
 from saformer.hls.stages import HlsError, Stage, TraceCheck, build_stages
-from saformer.model.checkpoint import write_json
+from saformer.rundir import write_json
 from saformer.quant.export import IntegerExport, load_export
 from saformer.quant.golden import GoldenModel
 
@@ -326,6 +326,13 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
     if images < 1:
         raise ConfigError(f"--images must be at least 1, got {images}")
     ex = load_export(export_dir)
+    if rtl_lanes is not None:  # the mixed check's lane count, refused before minutes of C simulation
+        from saformer.rtl_sim.core import params_from_export
+
+        if rtl_lanes < 1:
+            raise ConfigError(f"--lanes must be at least 1, got {rtl_lanes} (pass --no-rtl to skip the RTL check)")
+        for layer in range(ex.cfg.depth):
+            params_from_export(ex, layer, rtl_lanes)
     all_stages = build_stages(ex)
     if stages:
         unknown = sorted(set(stages) - {s.name for s in all_stages})
@@ -334,7 +341,7 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
         all_stages = [s for s in all_stages if s.name in stages]
     x_int, labels = sample_inputs(ex, images, data_dir, labels=True)
     golden_logits, traces = GoldenModel(ex).forward(x_int, trace=True)
-    out = Path(out)
+    out = Path(out).absolute()  # hls4ml and Verilator build in directories of their own
     out.mkdir(parents=True, exist_ok=True)
     records, mixed = [], []
     bar = tqdm(all_stages, desc="hls4ml", unit="stage", disable=None if progress else True)

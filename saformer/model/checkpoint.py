@@ -2,7 +2,8 @@
 
     RUN_DIR/run.json        model config, training config, data set (written at start)
     RUN_DIR/checkpoint.pt   model + optimiser + schedule state after the last finished epoch
-    RUN_DIR/metrics.json    what training measured (history, accuracy, images/s, firing rates)
+    RUN_DIR/metrics.json    what training computed (history, accuracy, firing rates): reproducible
+    RUN_DIR/timing.json     how fast it ran (images/s, seconds per epoch): differs run to run
 
 Loading checks that the checkpoint belongs to the config it is loaded for, tensor by tensor.
 """
@@ -20,14 +21,7 @@ from saformer.config import ModelConfig
 from saformer.errors import CheckpointError
 
 RUN_SCHEMA = 1
-RUN_FILE, CHECKPOINT_FILE, METRICS_FILE = "run.json", "checkpoint.pt", "metrics.json"
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a killed process never leaves half a file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+RUN_FILE, CHECKPOINT_FILE, METRICS_FILE, TIMING_FILE = "run.json", "checkpoint.pt", "metrics.json", "timing.json"
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -41,8 +35,17 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         run = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"'{path}' is not valid JSON ({exc})") from None
+    if not isinstance(run, dict):
+        raise CheckpointError(f"'{path}' must hold a JSON object, found {type(run).__name__}")
     if run.get("schema") != RUN_SCHEMA:
         raise CheckpointError(f"'{path}' has run schema {run.get('schema')!r}; this version reads {RUN_SCHEMA}")
+    for key, kind in (("model_config", dict), ("train_config", dict), ("dataset", str), ("stage", str)):
+        if not isinstance(run.get(key), kind):
+            raise CheckpointError(f"'{path}': '{key}' is missing or not a {kind.__name__}")
+    try:
+        ModelConfig.from_dict(run["model_config"])
+    except (CheckpointError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"'{path}': model_config: {exc}") from None
     return run
 
 

@@ -22,18 +22,28 @@ from tqdm.auto import tqdm
 from saformer.config import ModelConfig, TrainConfig
 from saformer.data import Dataset, Split, load_dataset
 from saformer.errors import CheckpointError, ConfigError
-from saformer.model.checkpoint import (METRICS_FILE, RUN_FILE, RUN_SCHEMA, check_compatible, load_checkpoint,
-                                       read_run, save_checkpoint, write_json)
+from saformer.model.checkpoint import (CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, RUN_SCHEMA, TIMING_FILE,
+                                       check_compatible, load_checkpoint, read_run, save_checkpoint)
 from saformer.model.monitor import FiringRateMonitor
 from saformer.model.saformer import SAFormer
+from saformer.rundir import check_out_dir, write_json
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device '{name}': this project runs on cpu or cuda")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{name}' requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA devices")
+    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -136,23 +146,27 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
     state = None
     if resume:
         run = read_run(run_dir)
+        if run.get("stage", "float") != stage:
+            command = "saformer quantize --resume" if run.get("stage") == "qat" else "saformer train --resume"
+            raise CheckpointError(f"'{run_dir}' is a {run.get('stage', 'float')} run, not a {stage} run; "
+                                  f"continue it with '{command}'")
         saved_cfg = ModelConfig.from_dict(run["model_config"])
         if cfg is not None and cfg != saved_cfg:
             raise CheckpointError(f"--resume: run '{run_dir}' was trained with config '{saved_cfg.name}' "
                                   f"({saved_cfg.to_dict()}), which differs from the requested one")
         cfg, tcfg = saved_cfg, TrainConfig(**run["train_config"])
-        dataset, data_dir = run["dataset"], run.get("data_dir")
+        dataset, data_dir = run["dataset"], data_dir or run.get("data_dir")
         state = load_checkpoint(run_dir, map_location=dev)
     else:
         if cfg is None or tcfg is None or dataset is None:
             raise ConfigError("train needs a model config, a training config and a dataset")
-        if (run_dir / "checkpoint.pt").exists():
-            raise CheckpointError(f"'{run_dir}' already holds a run; pass --resume to continue it or choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        refuse_existing_run(run_dir)
+        check_out_dir(run_dir)
 
     data = load_dataset(dataset, data_dir, cfg.time_steps, download=download, workers=workers)
-    check_dataset_fits(cfg, data)
+    check_dataset_fits(cfg, data)  # both before the directory exists: a data error leaves nothing behind
     if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
         run = {"schema": RUN_SCHEMA, "stage": stage, "model_config": cfg.to_dict(),
                "train_config": tcfg.to_dict(), "dataset": dataset,
                "data_dir": None if data_dir is None else str(data_dir), **(run_extra or {})}
@@ -170,13 +184,14 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, cosine_with_warmup(tcfg.epochs * steps_per_epoch, max(1, round(tcfg.warmup_epochs * steps_per_epoch))))
     history: list[dict[str, Any]] = []
+    timing: list[dict[str, Any]] = []  # per epoch; kept apart so that metrics.json is reproducible
     first_epoch = 0
     if state is not None:
         check_compatible(state, cfg, model, f"checkpoint in '{run_dir}'")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        first_epoch, history = state["epoch"], state["history"]
+        first_epoch, history, timing = state["epoch"], state["history"], state.get("timing", [])
         init_metrics = state.get("init_metrics", {})
         log(f"resuming '{run_dir}' after epoch {first_epoch}/{tcfg.epochs}")
     step_model = torch.compile(model) if compile_model else model
@@ -210,38 +225,59 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
         train_seconds = time.perf_counter() - t0
         test = evaluate(model, data.test, tcfg.batch_size * 2, dev, amp, progress, desc="test")
         entry = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / seen,
-                 "train_accuracy": correct / seen, "train_images_per_s": seen / train_seconds,
-                 "train_seconds": train_seconds, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-                 "eval_images_per_s": test["images_per_s"]}
+                 "train_accuracy": correct / seen, "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
         history.append(entry)
+        timing.append({"epoch": epoch + 1, "train_seconds": train_seconds, "train_images_per_s": seen / train_seconds,
+                       "eval_images_per_s": test["images_per_s"]})
         save_checkpoint(run_dir, {"model_config": cfg.to_dict(), "model": model.state_dict(),
                                   "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                  "epoch": epoch + 1, "history": history, "init_metrics": init_metrics})
+                                  "epoch": epoch + 1, "history": history, "timing": timing,
+                                  "init_metrics": init_metrics})
         log(f"epoch {epoch + 1:3d}/{tcfg.epochs}  loss {entry['train_loss']:.4f}  train acc "
             f"{entry['train_accuracy']:.4f}  test acc {entry['test_accuracy']:.4f}  "
-            f"{entry['train_images_per_s']:.0f} img/s")
+            f"{timing[-1]['train_images_per_s']:.0f} img/s")
         if max_minutes is not None and (time.perf_counter() - start) / 60 >= max_minutes and epoch + 1 < tcfg.epochs:
             log(f"time limit of {max_minutes} min reached after epoch {epoch + 1}; continue with --resume")
             stopped_early = True
             break
 
     final = evaluate(model, data.test, tcfg.batch_size * 2, dev, amp, progress, desc="final eval")
-    train_rates = [h["train_images_per_s"] for h in history]
+    # metrics.json: what the run computed, equal for equal commands on one machine (no clock in it)
     metrics = {
-        "run_dir": str(run_dir), "stage": run.get("stage", "float"), "dataset": dataset, "config": cfg.name,
+        "stage": run.get("stage", "float"), "dataset": dataset, "config": cfg.name,
         "model_config": cfg.to_dict(), **init_metrics,
-        "train_config": tcfg.to_dict(), "device": str(dev),
+        "train_config": tcfg.to_dict(), "device": str(dev), "environment": environment(dev),
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs_done": len(history), "complete": not stopped_early and len(history) == tcfg.epochs,
         "test_accuracy": final["accuracy"], "test_loss": final["loss"],
         "best_test_accuracy": max(h["test_accuracy"] for h in history) if history else None,
-        "train_images_per_s_median": float(np.median(train_rates)) if train_rates else None,
-        "eval_images_per_s": final["images_per_s"],
-        "train_minutes_total": sum(h["train_seconds"] for h in history) / 60,
         "firing_rates": final["firing_rates"], "history": history,
     }
+    # timing.json: how fast it ran (differs from run to run)
+    train_rates = [t["train_images_per_s"] for t in timing]
+    speed = {
+        "train_images_per_s_median": float(np.median(train_rates)) if train_rates else None,
+        "eval_images_per_s": final["images_per_s"],
+        "train_minutes_total": sum(t["train_seconds"] for t in timing) / 60, "epochs": timing,
+    }
+    write_json(run_dir / TIMING_FILE, speed)
     write_json(run_dir / METRICS_FILE, metrics)
-    return metrics
+    return {**metrics, **speed, "epochs": len(history), "run_dir": str(run_dir)}
+
+
+def environment(dev: torch.device) -> dict[str, Any]:
+    """What a training result depends on besides the command: the same command on the same
+    machine, torch build and thread count gives the same metrics.json; another thread count or
+    CPU changes the float reductions (and so the trained weights)."""
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cuda": torch.version.cuda if dev.type == "cuda" else None}
+
+
+def refuse_existing_run(run_dir: Path) -> None:
+    """A run that finished an epoch is continued (--resume), never overwritten; one stopped before
+    its first checkpoint has nothing to keep and starts over."""
+    if (Path(run_dir) / CHECKPOINT_FILE).exists():
+        raise CheckpointError(f"'{run_dir}' already holds a run; pass --resume to continue it or choose another --out")
 
 
 def load_trained_model(run_dir: Path, device: torch.device, cfg: ModelConfig | None = None

@@ -26,6 +26,7 @@ from saformer.errors import SaformerError
 from saformer.model.neuron import LIF
 from saformer.quant.fixed_point import int_range, threshold_units
 from saformer.quant.qat import QuantSAFormer, synapse_layers
+from saformer.quant.validate import ContractError, check_contract, check_manifest_structure, worst_case_accumulator
 
 SCHEMA = "saformer-integer-export"
 SCHEMA_VERSION = 1
@@ -83,14 +84,6 @@ class IntegerExport:
         return self.manifest["neurons"][neuron]["theta"]
 
 
-def _max_abs_input(name: str, layer: dict[str, Any], cfg: ModelConfig, qcfg: QuantConfig) -> int:
-    if layer["in_frac"]:  # the image: signed input_bits integers
-        return 1 << (qcfg.input_bits - 1)
-    if name == "head":  # spike counts over T time steps and N tokens
-        return cfg.time_steps * cfg.num_tokens
-    return 1  # spikes
-
-
 @torch.no_grad()
 def build_export(model: QuantSAFormer, dataset: str, extra: dict[str, Any] | None = None
                  ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -112,9 +105,7 @@ def build_export(model: QuantSAFormer, dataset: str, extra: dict[str, Any] | Non
                  "out_shift": acc_frac - qcfg.membrane_frac if syn.to_membrane else None,
                  "groups": groups, "shape": list(w_int.shape)}
         # accumulators sized not to overflow: the worst case over any input must fit
-        fan_in = np.abs(w_int).reshape(w_int.shape[0], -1).sum(axis=1)
-        steps = cfg.time_steps * cfg.num_tokens if name == "head" else 1
-        worst = int((fan_in * _max_abs_input(name, layer, cfg, qcfg) + np.abs(b_int) * steps).max())
+        worst = worst_case_accumulator(name, w_int, b_int, cfg, qcfg)
         if worst > hi:
             raise ExportError(f"layer '{name}': worst-case accumulator {worst} exceeds the "
                               f"{qcfg.accumulator_bits}-bit accumulator (max {hi})")
@@ -170,13 +161,18 @@ def load_export(export_dir: Path) -> IntegerExport:
             raise ExportError(f"'{export_dir}' is not an integer export: {p.name} is missing")
     try:
         manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ExportError(f"'{mpath}' is not valid JSON ({exc})") from None
-    if manifest.get("schema") != SCHEMA:
-        raise ExportError(f"'{mpath}' is not a saformer integer export (schema {manifest.get('schema')!r})")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ExportError(f"'{mpath}': unknown schema version {manifest.get('schema_version')!r}; "
-                          f"this saformer reads version {SCHEMA_VERSION}")
+    if isinstance(manifest, dict):
+        if manifest.get("schema") != SCHEMA:
+            raise ExportError(f"'{mpath}' is not a saformer integer export (schema {manifest.get('schema')!r})")
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise ExportError(f"'{mpath}': unknown schema version {manifest.get('schema_version')!r}; "
+                              f"this saformer reads version {SCHEMA_VERSION}")
+    try:
+        check_manifest_structure(manifest)
+    except ContractError as exc:
+        raise ExportError(f"'{mpath}' is malformed: {exc}") from None
     if manifest.get("content_hash") != _content_hash(manifest):
         raise ExportError(f"'{mpath}': content hash mismatch: the manifest was changed after export")
     try:
@@ -201,10 +197,13 @@ def load_export(export_dir: Path) -> IntegerExport:
     extra = sorted(set(arrays) - set(manifest["tensors"]))
     if extra:
         raise ExportError(f"{TENSORS} holds tensors the manifest does not list: {extra}")
+    for name, a in arrays.items():
+        if a.dtype.kind != "i":
+            raise ExportError(f"'{tpath}': tensor '{name}' has dtype {a.dtype}; the integer contract stores "
+                              "signed integers")
     try:
-        ModelConfig.from_dict(manifest["model_config"])
-        QuantConfig.from_dict(manifest["quant_config"])
-    except SaformerError as exc:
-        raise ExportError(f"'{mpath}': {exc}") from None
+        check_contract(manifest, arrays, ROUNDING)
+    except ContractError as exc:
+        raise ExportError(f"'{mpath}' breaks the integer contract: {exc}") from None
     return IntegerExport(manifest, {k: v.astype(np.int64) for k, v in arrays.items()})
 

@@ -35,9 +35,14 @@ def shift_floor(x: np.ndarray, k: int) -> np.ndarray:
     return x >> k if k >= 0 else x << -k
 
 
+def shift_to_membrane(acc: np.ndarray, out_shift: int, mem_bits: int) -> np.ndarray:
+    """Accumulator -> membrane by the export's ``out_shift`` (= acc_frac - mem_frac), floor, saturate."""
+    return saturate(shift_floor(acc, out_shift), mem_bits)
+
+
 def to_membrane(acc: np.ndarray, acc_frac: int, mem_frac: int, mem_bits: int) -> np.ndarray:
     """Accumulator (scale 2^-acc_frac) -> membrane format Q(mem_bits, mem_frac), floor, saturate."""
-    return saturate(shift_floor(acc, acc_frac - mem_frac), mem_bits)
+    return shift_to_membrane(acc, acc_frac - mem_frac, mem_bits)
 
 
 def quantize_input(x: np.ndarray, bits: int, frac: int) -> np.ndarray:

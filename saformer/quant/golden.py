@@ -21,7 +21,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from saformer.errors import ShapeError
 from saformer.model.saformer import is_static_input
 from saformer.quant.export import IntegerExport
-from saformer.quant.fixed_point import lif_int, saturate, to_membrane
+from saformer.quant.fixed_point import lif_int, saturate, shift_to_membrane
+from saformer.quant.validate import IMAGE_LAYER
 
 INT_MIN = np.iinfo(np.int64).min
 
@@ -85,7 +86,8 @@ def sasa_core(q: np.ndarray, k: np.ndarray, n_agg: int, grid: tuple[int, int], t
               acc_dtype=np.int64) -> dict[str, np.ndarray]:
     """The part of SASA the RTL core computes: Q, K spikes (T, B, N, D) -> O spikes (T, B, N, D).
 
-    ``dwc`` is (weights (D, 1, 3, 3), biases (D,), acc_frac) or None. Returns the score, the mask,
+    ``dwc`` is (weights (D, 1, 3, 3), biases (D,), out_shift) or None: the export's integers and
+    the shift that takes the DWC accumulator to the membrane format (the RTL's DWC_SHIFT). Returns the score, the mask,
     LIF_o's drive and O: what the hand-written datapath must reproduce bit for bit.
     """
     t, b, n, d = q.shape
@@ -93,10 +95,10 @@ def sasa_core(q: np.ndarray, k: np.ndarray, n_agg: int, grid: tuple[int, int], t
     mask, _ = lif_int(score, theta_a)
     y = (mask.astype(np.int64) * k) << mem_frac  # a masked K spike is 1.0 in membrane format
     if dwc is not None:
-        w, bias, acc_frac = dwc
+        w, bias, out_shift = dwc
         grid_k = k.reshape(t * b, grid[0], grid[1], d).transpose(0, 3, 1, 2)
         acc = conv3x3(grid_k, w, bias, groups=d, acc_dtype=acc_dtype, spikes=True)
-        f = to_membrane(acc, acc_frac, mem_frac, mem_bits).transpose(0, 2, 3, 1).reshape(t, b, n, d)
+        f = shift_to_membrane(acc, out_shift, mem_bits).transpose(0, 2, 3, 1).reshape(t, b, n, d)
         y = saturate(y + f, mem_bits)
     o, _ = lif_int(y, theta_o)
     return {"score": score, "mask": mask, "drive": y, "o": o}
@@ -113,16 +115,16 @@ class GoldenModel:
         # The export proved every accumulator fits accumulator_bits: int32 sums are then exact.
         self.acc_dtype = np.int32 if self.qcfg.accumulator_bits <= 32 else np.int64
 
-    # one synaptic layer, its output in membrane format
+    # one synaptic layer, its output in membrane format (by the export's out_shift, as the RTL reads it)
     def synapse(self, name: str, x: np.ndarray) -> np.ndarray:
         spec = self.ex.layer(name)
         w, b = self.ex.weight(name), self.ex.bias(name)
-        spikes = name != "sps.convs.0"  # every synaptic layer but the first sees spikes
+        spikes = name != IMAGE_LAYER  # every synaptic layer but the first sees spikes
         if spec["kind"] in ("conv", "dwconv"):
             acc = conv3x3(x, w, b, spec["groups"], self.acc_dtype, spikes)
         else:
             acc = linear(x, w, b, self.acc_dtype, spikes)
-        return to_membrane(acc, spec["acc_frac"], *self.mem)
+        return shift_to_membrane(acc, spec["out_shift"], self.qcfg.membrane_bits)
 
     def lif(self, name: str, x: np.ndarray, tr: dict | None) -> np.ndarray:
         s, _ = lif_int(x, self.ex.theta(name))
@@ -163,7 +165,7 @@ class GoldenModel:
         cfg = self.cfg
         q = self.lif(f"{p}.lif_q", self.synapse(f"{p}.q", s), tr)
         k = self.lif(f"{p}.lif_k", self.synapse(f"{p}.k", s), tr)
-        dwc = (self.ex.weight(f"{p}.dwc"), self.ex.bias(f"{p}.dwc"), self.ex.layer(f"{p}.dwc")["acc_frac"]) if cfg.dwc else None
+        dwc = (self.ex.weight(f"{p}.dwc"), self.ex.bias(f"{p}.dwc"), self.ex.layer(f"{p}.dwc")["out_shift"]) if cfg.dwc else None
         core = sasa_core(q, k, cfg.n_agg, (cfg.grid_h, cfg.grid_w), self.ex.theta(f"{p}.lif_a"),
                          self.ex.theta(f"{p}.lif_o"), *self.mem, dwc=dwc, acc_dtype=self.acc_dtype)
         if tr is not None:

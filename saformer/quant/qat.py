@@ -225,6 +225,14 @@ def synapse_layers(model: nn.Module) -> dict[str, QuantSynapse]:
     return {name: m for name, m in model.named_modules() if isinstance(m, QuantSynapse)}
 
 
+def synapse_names(cfg: ModelConfig) -> list[str]:
+    """The synaptic layer names of a config, read off the QAT model itself (no second copy of the
+    topology): the names ``--layer-bits`` and the export use."""
+    with torch.device("meta"):
+        model = QuantSAFormer(cfg, QuantConfig())
+    return list(synapse_layers(model))
+
+
 @torch.no_grad()
 def integer_traces(model: QuantSAFormer, x: torch.Tensor) -> dict[str, "np.ndarray"]:
     """Run the QAT model and return every neuron's drive and spikes, every probe and the logits as

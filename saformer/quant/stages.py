@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,15 @@ from tqdm.auto import tqdm
 from saformer.config import DATASET_DEFAULTS, INPUT_FRAC, ModelConfig, QuantConfig, TrainConfig
 from saformer.data import Dataset, load_dataset
 from saformer.errors import CheckpointError, ConfigError
-from saformer.model.checkpoint import METRICS_FILE, read_run, write_json
+from saformer.model.checkpoint import METRICS_FILE, read_run
+from saformer.rundir import check_out_dir, is_nonempty_dir, partial_dir, publish, write_json
 from saformer.model.saformer import SAFormer
 from saformer.model.train import check_dataset_fits, evaluate, load_trained_model, resolve_device, train
 from saformer.quant.export import build_export, load_export, write_export
 from saformer.quant.fixed_point import quantize_input
 from saformer.quant.fold import calibrate_bn, load_folded
 from saformer.quant.golden import GoldenModel
-from saformer.quant.qat import QuantSAFormer, check_quantizable, integer_traces
+from saformer.quant.qat import QuantSAFormer, check_quantizable, integer_traces, synapse_names
 
 EXPORT_CHECK_FILE, GOLDEN_FILE = "export.json", "golden.json"
 
@@ -37,7 +39,8 @@ def quantize(out: Path, qcfg: QuantConfig, run_dir: Path | None = None, cfg: Mod
     layers start out normalising their outputs.
     """
     if resume:
-        return train(out, None, None, None, device=device, resume=True, max_minutes=max_minutes, progress=progress)
+        return train(out, None, None, None, device=device, resume=True, max_minutes=max_minutes, progress=progress,
+                     stage="qat")
     source: dict[str, Any] = {}
     dev = resolve_device(device)
     if run_dir is not None:
@@ -55,6 +58,7 @@ def quantize(out: Path, qcfg: QuantConfig, run_dir: Path | None = None, cfg: Mod
             raise ConfigError("quantize needs a float run directory, or --from-scratch with a dataset")
         float_model, source_name = None, "scratch"
     check_quantizable(cfg)
+    check_layer_bits(cfg, qcfg)
     defaults = DATASET_DEFAULTS[dataset]
     base = tcfg or (defaults.qat if run_dir is not None else defaults.train)
     tcfg = base.replace(**train_overrides)
@@ -74,6 +78,17 @@ def quantize(out: Path, qcfg: QuantConfig, run_dir: Path | None = None, cfg: Mod
     return train(out, cfg, tcfg, dataset, data_dir=data_dir, device=device, max_minutes=max_minutes,
                  progress=progress, stage="qat", init=init,
                  run_extra={"quant_config": qcfg.to_dict(), "source_run": source_name})
+
+
+def check_layer_bits(cfg: ModelConfig, qcfg: QuantConfig) -> None:
+    """Every per-layer bit width names a synaptic layer of this model (a typo would apply to nothing)."""
+    if not qcfg.layer_weight_bits:
+        return
+    known = synapse_names(cfg)
+    unknown = [name for name, _ in qcfg.layer_weight_bits if name not in known]
+    if unknown:
+        raise ConfigError(f"--layer-bits names {unknown}, which config '{cfg.name}' does not have; "
+                          f"its synaptic layers are {known}")
 
 
 def default_quant_config(dataset: str, **overrides: Any) -> QuantConfig:
@@ -110,17 +125,39 @@ def compare_traces(golden: dict[str, np.ndarray], other: dict[str, np.ndarray]) 
     return result
 
 
-def export_run(qrun_dir: Path, out: Path, check_images: int = 64, qonnx: bool = True,
-               data_dir: str | None = None) -> dict[str, Any]:
-    """``saformer export``: write the integer artifact of a QAT run, reload it, and check it.
-
-    The check runs the golden model from the written files and the QAT model (float64) on real
-    test images and compares every spike, membrane, score and logit.
-    """
+def check_export_target(qrun_dir: Path, out: Path, force: bool = False) -> dict[str, Any]:
+    """Up-front checks of ``saformer export``: a QAT run in, an --out that is empty (or --force)."""
     run = read_run(qrun_dir)
     if run.get("stage") != "qat":
         raise CheckpointError(f"'{qrun_dir}' is a {run.get('stage', 'float')} run; export needs a QAT run "
                               "(saformer quantize)")
+    out = check_out_dir(out)
+    if Path(out).resolve() == Path(qrun_dir).resolve():
+        raise ConfigError(f"--out '{out}' is the QAT run itself; choose another directory")
+    if is_nonempty_dir(out):
+        if not (out / "manifest.json").exists():  # --force replaces an export, never other files
+            kind = "a run directory" if (out / "run.json").exists() else "a non-empty directory"
+            raise ConfigError(f"--out '{out}' is {kind}, not an integer export; choose another directory")
+        if not force:
+            raise ConfigError(f"--out '{out}' already holds an integer export; choose another directory "
+                              "or pass --force to replace it")
+    return run
+
+
+def export_run(qrun_dir: Path, out: Path, check_images: int = 64, qonnx: bool = True,
+               data_dir: str | None = None, force: bool = False) -> dict[str, Any]:
+    """``saformer export``: write the integer artifact of a QAT run, reload it, and check it.
+
+    The check runs the golden model from the written files and the QAT model (float64) on real
+    test images and compares every spike, membrane, score and logit. Everything is written into
+    a hidden sibling directory first and renamed into place when done: ``--out`` holds either the
+    old export or the whole new one, never a part.
+    """
+    if check_images < 1:
+        raise ConfigError(f"--check-images must be at least 1, got {check_images}: an export is checked "
+                          "against the QAT model on real test images")
+    out = Path(out)
+    run = check_export_target(qrun_dir, out, force)
     model, _ = load_trained_model(Path(qrun_dir), torch.device("cpu"))
     model = model.double().eval()
     qrun_metrics = Path(qrun_dir) / METRICS_FILE
@@ -128,9 +165,23 @@ def export_run(qrun_dir: Path, out: Path, check_images: int = 64, qonnx: bool = 
     if qrun_metrics.is_file():
         extra["qat_test_accuracy"] = json.loads(qrun_metrics.read_text()).get("test_accuracy")
     manifest, tensors = build_export(model, run["dataset"], extra)
-    out = Path(out)
-    write_export(out, manifest, tensors)
-    ex = load_export(out)  # what downstream stages will read
+    work = partial_dir(out)
+    if work.exists():
+        shutil.rmtree(work)
+    try:
+        report = _write_and_check(model, run, manifest, tensors, work, out, check_images, qonnx, data_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    publish(work, out)
+    return report
+
+
+def _write_and_check(model: QuantSAFormer, run: dict[str, Any], manifest: dict[str, Any],
+                     tensors: dict[str, np.ndarray], work: Path, out: Path, check_images: int, qonnx: bool,
+                     data_dir: str | None) -> dict[str, Any]:
+    write_export(work, manifest, tensors)
+    ex = load_export(work)  # what downstream stages will read
     golden = GoldenModel(ex)
     mismatches: dict[str, int] = {}
     checked = 0
@@ -141,6 +192,8 @@ def export_run(qrun_dir: Path, out: Path, check_images: int = 64, qonnx: bool = 
         for k, v in compare_traces(g_tr, q_tr).items():  # -1 (missing / wrong shape) sticks
             mismatches[k] = -1 if v < 0 or mismatches.get(k, 0) < 0 else mismatches.get(k, 0) + v
         checked += len(x_int)
+    if checked == 0:
+        raise ConfigError("the export check compared no images: the test split is empty")
     report: dict[str, Any] = {
         "export_dir": str(out), "content_hash": manifest["content_hash"],
         "tensors": len(tensors), "weight_bytes": int(sum(a.nbytes for a in tensors.values())),
@@ -151,8 +204,8 @@ def export_run(qrun_dir: Path, out: Path, check_images: int = 64, qonnx: bool = 
     if qonnx:
         from saformer.quant.qonnx_export import export_qonnx_layers
 
-        report["qonnx"] = export_qonnx_layers(model, ex, out / "qonnx")
-    write_json(out / EXPORT_CHECK_FILE, report)
+        report["qonnx"] = export_qonnx_layers(model, ex, work / "qonnx")
+    write_json(work / EXPORT_CHECK_FILE, report)
     return report
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from saformer.config import ModelConfig
 from saformer.errors import SaformerError
-from saformer.model.checkpoint import write_json
+from saformer.rundir import write_json
 from saformer.report.energy import energy_table
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -38,9 +38,12 @@ def _load(run: Path) -> dict[str, Any]:
     return found
 
 
-def _verdict(ran: bool, passed: bool | None) -> str:
+def _verdict(ran: bool, passed: bool | None, compared: int | None = None) -> str:
+    """"bit-exact" only over a positive number of compared values; zero compared is no verdict."""
     if not ran:
         return "not run"
+    if compared is not None and compared < 1:
+        return "not checked (0 compared)"
     return "bit-exact" if passed else "MISMATCH"
 
 
@@ -67,12 +70,13 @@ def accuracy_levels(m: dict[str, Any]) -> list[dict[str, Any]]:
 def bit_exactness(m: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     ex = m.get("export", {}).get("golden_vs_qat")
-    rows.append({"comparison": "golden model vs QAT model (every trace)", "verdict": _verdict(ex is not None, ex and ex["bit_exact"]),
+    rows.append({"comparison": "golden model vs QAT model (every trace)",
+                 "verdict": _verdict(ex is not None, ex and ex["bit_exact"], ex and ex["images"] * ex["traces"]),
                  "detail": f"{ex['images']} images, {ex['traces']} traces" if ex else "", "source": SOURCES["export"]})
     hls = m.get("hls")
     for s in (hls or {}).get("stages", []):
         values = sum(c["values"] for c in s["checks"])
-        rows.append({"comparison": f"hls4ml C sim vs golden: {s['stage']}", "verdict": _verdict(True, s["bit_exact"]),
+        rows.append({"comparison": f"hls4ml C sim vs golden: {s['stage']}", "verdict": _verdict(True, s["bit_exact"], values),
                      "detail": f"{s['images']} images x T steps, {values:,} values", "source": SOURCES["hls"]})
     if not hls:
         rows.append({"comparison": "hls4ml C sim vs golden", "verdict": "not run", "detail": "", "source": SOURCES["hls"]})
@@ -82,7 +86,8 @@ def bit_exactness(m: dict[str, Any]) -> list[dict[str, Any]]:
     rtl = m.get("rtl")
     for lay in (rtl or {}).get("layers", []):
         rows.append({"comparison": f"RTL SASA core vs golden: layer {lay['layer']} (stall-free / with stalls)",
-                     "verdict": _verdict(True, lay["bit_exact_stall_free"] and lay["bit_exact_with_stalls"]),
+                     "verdict": _verdict(True, lay["bit_exact_stall_free"] and lay["bit_exact_with_stalls"],
+                                         lay["spike_beats"]),
                      "detail": f"{lay['images']} images, {lay['output_spikes']} output spikes", "source": SOURCES["rtl"]})
     if not rtl:
         rows.append({"comparison": "RTL SASA core vs golden", "verdict": "not run", "detail": "", "source": SOURCES["rtl"]})

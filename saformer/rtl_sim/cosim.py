@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from saformer.model.checkpoint import write_json
+from saformer.errors import ConfigError
 from saformer.quant.export import load_export
 from saformer.quant.golden import GoldenModel
 from saformer.rtl_sim.core import params_from_export
 from saformer.rtl_sim.sim import simulate
+from saformer.rundir import write_json
 
 RTL_FILE = "rtl.json"
 
@@ -39,14 +40,19 @@ def cosimulate_export(export_dir: Path, out: Path, lanes: int = 8, images: int =
     """Every SASA layer, stall-free (cycles checked) and with random stalls (spikes checked)."""
     from saformer.quant.stages import integer_batches  # the quant stage owns the test-set pipeline
 
+    if images < 1:
+        raise ConfigError(f"--images must be at least 1, got {images}")
+    for name, p in (("--p-idle", p_idle), ("--p-backpressure", p_backpressure)):
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1), got {p}")
     ex = load_export(export_dir)
+    cores = [params_from_export(ex, layer, lanes) for layer in range(ex.cfg.depth)]  # refused before any work
     golden = GoldenModel(ex)
     _, x_int, _ = next(integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, data_dir, images, images))
     _, traces = golden.forward(x_int, trace=True)
     out = Path(out)
     layers = []
-    for layer in range(ex.cfg.depth):
-        params, dwc = params_from_export(ex, layer, lanes)
+    for layer, (params, dwc) in enumerate(cores):
         q, k, o = layer_stimulus(traces, layer)
         build_dir = out / "build" / f"layer{layer}_p{lanes}"
         t0 = time.perf_counter()

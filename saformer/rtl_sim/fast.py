@@ -56,7 +56,7 @@ class FastCore:
             import pyverilator
         except ImportError:
             raise SimulationError("the fast path needs 'pyverilator-mm' (pip install pyverilator-mm)") from None
-        self.params, self.build_dir = params, Path(build_dir)
+        self.params, self.build_dir = params, Path(build_dir).resolve()
         self.build_dir.mkdir(parents=True, exist_ok=True)
         self.dwc_file = self.build_dir / "dwc.hex"
         if params.DWC:

@@ -82,7 +82,7 @@ def build(params: SasaCoreParams, build_dir: Path, trace: bool = False):
 
     # Verilator puts the testbench main's object one level above its output directory, so each
     # build gets a parent of its own: a traced and a plain build must not share that object.
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()  # the simulator runs in another directory: no relative paths
     obj_dir = build_dir / ("trace" if trace else "plain") / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
     dwc_file = build_dir / "dwc.hex"
@@ -115,7 +115,7 @@ def simulate(params: SasaCoreParams, q: np.ndarray, k: np.ndarray, expected_o: n
     On a mismatch the run is repeated on a tracing build and the path of its waveform (FST where
     the lz4 headers are installed, VCD otherwise) is returned.
     """
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()  # the simulator runs in test_dir: every path it reads is absolute
     runner, obj_dir = build(params, build_dir)
     if params.DWC:
         if dwc is None:

@@ -26,7 +26,7 @@ def reference(p: SasaCoreParams, q, k, w, b, samples):
     """Expected O from the golden model's SASA function, samples streamed back to back."""
     def to_golden(x):  # (samples*T, N, D) -> (T, samples, N, D)
         return x.reshape(samples, p.T, p.N, p.D).transpose(1, 0, 2, 3)
-    dwc = (w, b, p.MEM_FRAC + p.DWC_SHIFT) if p.DWC else None
+    dwc = (w, b, p.DWC_SHIFT) if p.DWC else None
     out = sasa_core(to_golden(q), to_golden(k), p.N_AGG, (p.GRID_H, p.GRID_W), p.THETA_A, p.THETA_O,
                     p.MEM_FRAC, p.MEM_BITS, dwc=dwc)
     return {key: v.transpose(1, 0, *range(2, v.ndim)).reshape(samples * p.T, *v.shape[2:]) for key, v in out.items()}
