@@ -328,11 +328,20 @@ def cmd_golden(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_build_paths(out: str) -> None:
+    """Verilator's and hls4ml's makefiles break on whitespace in the build directory or in the
+    path of the sources they compile: refuse up front, not minutes into a build."""
+    from saformer.rtl_sim.core import HDL_DIR
+
+    refuse_whitespace(out, "--out", MAKE_TOOLS)
+    refuse_whitespace(HDL_DIR, "the saformer package's HDL folder", MAKE_TOOLS)
+
+
 def check_rtl(args: argparse.Namespace) -> None:
     from saformer.rtl_sim.core import params_from_export
 
     check_out_dir(args.out)
-    refuse_whitespace(args.out, "--out", MAKE_TOOLS)
+    _check_build_paths(args.out)
     ex = _check_export_input(args)
     for layer in range(ex.cfg.depth):
         params_from_export(ex, layer, args.lanes)
@@ -373,7 +382,7 @@ def check_hls(args: argparse.Namespace):
     from saformer.rtl_sim.core import params_from_export
 
     check_out_dir(args.out)
-    refuse_whitespace(args.out, "--out", MAKE_TOOLS)
+    _check_build_paths(args.out)
     if args.no_rtl and args.lanes is not None:
         raise ConfigError("--lanes sets the RTL core of the mixed hls4ml -> RTL check, which --no-rtl skips")
     options = _hls_options(args)
@@ -426,7 +435,7 @@ def check_flow(args: argparse.Namespace):
                        sweep_n_agg=tuple(args.sweep_n_agg or ()), skip=tuple(args.skip or ()))
     check_flow_options(opts)
     if not {"hls", "rtl"} <= set(opts.skip):
-        refuse_whitespace(args.out, "--out", MAKE_TOOLS)
+        _check_build_paths(args.out)
     return opts
 
 
