@@ -12,7 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, SURROGATES, TrainConfig, get_config
+from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, SURROGATES, get_config
 from saformer.data import DATASETS, check_data_source
 from saformer.errors import CheckpointError, ConfigError, SaformerError
 from saformer.rundir import check_out_dir, refuse_whitespace
@@ -337,14 +337,22 @@ def _check_build_paths(out: str) -> None:
     refuse_whitespace(HDL_DIR, "the saformer package's HDL folder", MAKE_TOOLS)
 
 
-def check_rtl(args: argparse.Namespace) -> None:
+def _check_lanes(ex, lanes: int) -> None:
+    """Every SASA layer of the export must take the lane count (refused before the golden run)."""
     from saformer.rtl_sim.core import params_from_export
 
+    try:
+        for layer in range(ex.cfg.depth):
+            params_from_export(ex, layer, lanes)
+    except ConfigError as exc:
+        raise ConfigError(f"--lanes {lanes}: {exc}") from None
+
+
+def check_rtl(args: argparse.Namespace) -> None:
     check_out_dir(args.out)
     _check_build_paths(args.out)
     ex = _check_export_input(args)
-    for layer in range(ex.cfg.depth):
-        params_from_export(ex, layer, args.lanes)
+    _check_lanes(ex, args.lanes)
 
 
 def cmd_rtl(args: argparse.Namespace) -> int:
@@ -379,7 +387,6 @@ def _hls_options(args: argparse.Namespace):
 
 def check_hls(args: argparse.Namespace):
     from saformer.hls.stages import build_stages
-    from saformer.rtl_sim.core import params_from_export
 
     check_out_dir(args.out)
     _check_build_paths(args.out)
@@ -393,8 +400,7 @@ def check_hls(args: argparse.Namespace):
         raise ConfigError(f"unknown hls stage(s) {unknown}; this export has {names}")
     lanes = None if args.no_rtl else (args.lanes or DEFAULT_LANES)
     if lanes is not None:
-        for layer in range(ex.cfg.depth):
-            params_from_export(ex, layer, lanes)
+        _check_lanes(ex, lanes)
     return options, lanes
 
 

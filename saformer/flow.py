@@ -90,8 +90,11 @@ def check_flow_options(o: FlowOptions) -> None:
     cfg = o.model_config
     check_quantizable(cfg)
     if "rtl" not in o.skip or "hls" not in o.skip or "synth" not in o.skip:
-        SasaCoreParams(N=cfg.num_tokens, N_AGG=cfg.n_agg, GRID_H=cfg.grid_h, GRID_W=cfg.grid_w, D=cfg.dim,
-                       T=cfg.time_steps, P=o.lanes, DWC=int(cfg.dwc))
+        try:
+            SasaCoreParams(N=cfg.num_tokens, N_AGG=cfg.n_agg, GRID_H=cfg.grid_h, GRID_W=cfg.grid_w, D=cfg.dim,
+                           T=cfg.time_steps, P=o.lanes, DWC=int(cfg.dwc))
+        except ConfigError as exc:
+            raise ConfigError(f"--lanes {o.lanes}: {exc}") from None
     for n_agg in o.sweep_n_agg:
         try:
             check_quantizable(cfg.replace(n_agg=n_agg))
