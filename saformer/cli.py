@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -451,7 +452,15 @@ def cmd_flow(args: argparse.Namespace) -> int:
 
     state = run_flow(Path(args.out), check_flow(args))
     print(f"flow finished in {state['total_seconds_last_run'] / 60:.1f} min; report: {Path(args.out) / REPORT_MD}")
-    return 0
+    return _mismatch_status(json.loads((Path(args.out) / "report.json").read_text()))
+
+
+def _mismatch_status(report: dict) -> int:
+    """Exit status 1 when any comparison of the report found a difference (the report says where)."""
+    failed = [b["comparison"] for b in report["bit_exact"] if b["verdict"] == "MISMATCH"]
+    if failed:
+        print(f"MISMATCH in {len(failed)} comparison(s): {'; '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def check_report(args: argparse.Namespace) -> None:
@@ -469,7 +478,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for b in r["bit_exact"]:
         print(f"{b['comparison']:<70} {b['verdict']}")
     print(f"wrote {Path(args.run_dir) / REPORT_MD}")
-    return 0
+    return _mismatch_status(r)
 
 
 def _print_rates(rates: dict[str, float]) -> None:

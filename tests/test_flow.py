@@ -4,6 +4,7 @@ passed, and an unchanged rerun redoes nothing but the report."""
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -48,6 +49,7 @@ def test_flow_runs_every_stage_and_reports(flow_run):
     assert report["timing"]["clock_mhz"] == synth["pnr"]["fmax_mhz"]
     assert all(x["simulation_matches_model"] for x in report["timing"]["layers"])
     assert set(report["energy"]["tables"]) == {"sasa", "ssa", "sdsa"}
+    assert all(m["values"] > 0 for m in json.loads((out / "hls" / "hls.json").read_text())["mixed_hls_rtl"])
     md = (out / "report.md").read_text()
     assert "bit-exact" in md and "MISMATCH" not in md and "fmax" in md
     for png in ("firing_rates.png", "energy.png"):
@@ -88,3 +90,38 @@ def test_report_says_not_run_where_a_check_did_not_run(flow_run, tmp_path):
 def test_report_of_a_directory_without_results_is_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no flow results" in capsys.readouterr().err
+
+
+def test_report_says_mismatch_where_a_check_found_one(flow_run, tmp_path, capsys):
+    """The positive control of every verdict: each stage file edited to record a difference."""
+    out, _ = flow_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+
+    def edit(rel, fn):
+        data = json.loads((run / rel).read_text())
+        fn(data)
+        (run / rel).write_text(json.dumps(data))
+
+    def export_differs(d):
+        d["golden_vs_qat"].update(bit_exact=False, mismatching={"blocks.0.attn.lif_o.s": 1})
+
+    def hls_differs(d):
+        d["stages"][2]["checks"][0]["mismatches"] = 3
+        d["stages"][2]["bit_exact"] = False
+        d["mixed_hls_rtl"][1]["bit_exact"] = False
+
+    edit("export/export.json", export_differs)
+    edit("hls/hls.json", hls_differs)
+    edit("rtl/rtl.json", lambda d: d["layers"][0].update(bit_exact_with_stalls=False))
+    assert main(["report", str(run)]) == 1
+    captured = capsys.readouterr()
+    assert "MISMATCH in 4 comparison(s)" in captured.err
+    verdicts = {b["comparison"]: b["verdict"] for b in json.loads((run / "report.json").read_text())["bit_exact"]}
+    bad = sorted(k for k, v in verdicts.items() if v == "MISMATCH")
+    assert bad == ["RTL SASA core vs golden: layer 0 (stall-free / with stalls)",
+                   "golden model vs QAT model (every trace)",
+                   "hls4ml C sim vs golden: blocks.0.post",
+                   "hls4ml Q/K -> RTL core vs golden: SASA layer 1"]
+    assert all(v == "bit-exact" for k, v in verdicts.items() if k not in bad)
+    assert (run / "report.md").read_text().count("**MISMATCH**") == 4

@@ -46,7 +46,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     a = json.loads((whole / "metrics.json").read_text())
     b = json.loads((split / "metrics.json").read_text())
     assert b["complete"] and b["epochs_done"] == 3
-    for ha, hb in zip(a["history"], b["history"]):
+    for ha, hb in zip(a["history"], b["history"], strict=True):
         assert ha["train_loss"] == hb["train_loss"] and ha["test_accuracy"] == hb["test_accuracy"]
 
 

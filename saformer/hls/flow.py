@@ -305,7 +305,7 @@ def mixed_check(ex: IntegerExport, layer: int, qk_rows: np.ndarray, traces: dict
     params, dwc = params_from_export(ex, layer, lanes)
     res = simulate(params, q, k, expected, dwc, out / "rtl_build" / f"layer{layer}_p{lanes}", samples=samples,
                    name="hls_qk")
-    return {"layer": layer, "lanes": lanes, "bit_exact": res.bit_exact, "cycles": res.total,
+    return {"layer": layer, "lanes": lanes, "bit_exact": res.bit_exact, "values": int(expected.size), "cycles": res.total,
             "predicted_cycles": res.predicted.total, "waves": str(res.waves or "")}
 
 

@@ -82,7 +82,8 @@ def bit_exactness(m: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"comparison": "hls4ml C sim vs golden", "verdict": "not run", "detail": "", "source": SOURCES["hls"]})
     for mx in (hls or {}).get("mixed_hls_rtl", []):
         rows.append({"comparison": f"hls4ml Q/K -> RTL core vs golden: SASA layer {mx['layer']}",
-                     "verdict": _verdict(True, mx["bit_exact"]), "detail": f"P={mx['lanes']}", "source": SOURCES["hls"]})
+                     "verdict": _verdict(True, mx["bit_exact"], mx.get("values")),
+                     "detail": f"P={mx['lanes']}, {mx.get('values', '?')} O values", "source": SOURCES["hls"]})
     rtl = m.get("rtl")
     for lay in (rtl or {}).get("layers", []):
         rows.append({"comparison": f"RTL SASA core vs golden: layer {lay['layer']} (stall-free / with stalls)",

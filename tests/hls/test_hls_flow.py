@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("hls4ml")
-
-from saformer.cli import main  # noqa: E402
-from saformer.errors import ConfigError  # noqa: E402
-from saformer.hls.extension import LIFStep, SpikeCountStep  # noqa: E402
-from saformer.hls.flow import HLS_FILE, HlsOptions, LayerOptions, run_stage, sample_inputs  # noqa: E402
-from saformer.hls.stages import HlsError, build_stages, fixed  # noqa: E402
-from saformer.quant.export import IntegerExport, load_export  # noqa: E402
-from saformer.quant.fixed_point import lif_int  # noqa: E402
-from saformer.quant.golden import GoldenModel  # noqa: E402
+from saformer.cli import main
+from saformer.errors import ConfigError
+from saformer.hls.extension import LIFStep, SpikeCountStep
+from saformer.hls.flow import HLS_FILE, HlsOptions, LayerOptions, run_stage, sample_inputs
+from saformer.hls.stages import HlsError, build_stages, fixed
+from saformer.quant.export import IntegerExport, load_export
+from saformer.quant.fixed_point import lif_int
+from saformer.quant.golden import GoldenModel
 
 
 @pytest.fixture(scope="module")

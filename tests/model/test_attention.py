@@ -49,8 +49,9 @@ def np_linear_bn(x: np.ndarray, lbn) -> np.ndarray:
     return (y - mu) / np.sqrt(var + bn.eps) * g + b
 
 
-def direct_sasa(s: np.ndarray, m: SASA, cfg) -> np.ndarray:
-    """SASA of DESIGN.md §1 with explicit loops: windows, products, 3x3 taps with zero padding."""
+def direct_sasa(s: np.ndarray, m: SASA, cfg, seen: dict | None = None) -> np.ndarray:
+    """SASA of DESIGN.md §1 with explicit loops: windows, products, 3x3 taps with zero padding.
+    ``seen`` receives the mask and O spikes (a comparison must see them fire)."""
     T, B, N, D = s.shape
     q = np_lif(np_linear_bn(s, m.q), cfg.tau, cfg.v_threshold)
     k = np_lif(np_linear_bn(s, m.k), cfg.tau, cfg.v_threshold)
@@ -81,6 +82,8 @@ def direct_sasa(s: np.ndarray, m: SASA, cfg) -> np.ndarray:
         mu, var = bn.running_mean.double().numpy(), bn.running_var.double().numpy()
         y = y + (f - mu) / np.sqrt(var + bn.eps) * g + bb
     o = np_lif(y, cfg.tau, cfg.v_threshold_attn)
+    if seen is not None:
+        seen.update(mask=mask, o=o)
     return np_linear_bn(o, m.proj)
 
 
@@ -93,10 +96,16 @@ def test_sasa_matches_direct_computation(dwc, n_agg):
     for p in m.parameters():
         p.data.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.6)
     randomize_bn(m, gen)
+    ramp = torch.linspace(-1.0, 3.0, cfg.dim, dtype=torch.float64)  # Q, K rates from ~0 to ~1 across channels
+    m.q.bn.bias.data.copy_(ramp)
+    m.k.bn.bias.data.copy_(ramp)
     s = (torch.rand(cfg.time_steps, 3, cfg.num_tokens, cfg.dim, generator=gen) < 0.3).double()
     with torch.no_grad():
         got = m(s).numpy()
-    want = direct_sasa(s.numpy(), m, cfg)
+    seen = {}
+    want = direct_sasa(s.numpy(), m, cfg, seen)
+    for name, spikes in seen.items():  # the comparison sees the mask and O fire, on some channels only
+        assert 0.03 < spikes.mean() < 0.7, (name, spikes.mean())
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
 
 

@@ -62,7 +62,7 @@ def test_every_variant_trains_a_step(variant):
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0], f"loss did not fall on a fixed batch: {losses}"
-    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_static_image_encoding_equals_repeating_the_frames():

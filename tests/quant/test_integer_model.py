@@ -12,7 +12,7 @@ from saformer.config import QuantConfig, get_config
 from saformer.data import load_digits
 from saformer.model.train import load_trained_model
 from saformer.quant.export import ExportError, build_export, load_export, write_export
-from saformer.quant.fixed_point import quantize_input
+from saformer.quant.fixed_point import lif_int, quantize_input
 from saformer.quant.golden import GoldenModel, conv3x3, maxpool3x3s2, sasa_score
 from saformer.quant.qat import QuantSAFormer, integer_traces
 from saformer.quant.stages import compare_traces
@@ -45,6 +45,22 @@ def test_the_comparison_can_fail(qat_runs):
     changed = {k: v.copy() for k, v in tr.items()}
     changed["blocks.1.attn.lif_o.s"].flat[7] ^= 1
     assert compare_traces(tr, changed)["blocks.1.attn.lif_o.s"] == 1
+
+
+def test_export_exits_1_on_a_real_qat_golden_difference(qat_runs, tmp_path, monkeypatch, capsys):
+    """The positive control of the export's verdict: a golden LIF that fires at H > theta instead of
+    H >= theta (a planted fault) differs from the QAT model, and the export says so and fails."""
+    import saformer.quant.golden as golden_module
+
+    def lif_strict(x_seq, theta):
+        return lif_int(x_seq, theta + 1)  # H >= theta + 1 is H > theta on integers
+    monkeypatch.setattr(golden_module, "lif_int", lif_strict)
+    qrun, _ = qat_runs[8]
+    assert main(["export", str(qrun), "--out", str(tmp_path / "e"), "--check-images", "16", "--no-qonnx"]) == 1
+    out = capsys.readouterr().out
+    assert "golden model vs QAT model on 16 test images, 46 traces: NOT bit-exact" in out
+    check = json.loads((tmp_path / "e" / "export.json").read_text())["golden_vs_qat"]
+    assert not check["bit_exact"] and check["mismatching"]["sps.lifs.0.s"] > 0
 
 
 @pytest.mark.parametrize("bits, budget", [(8, 0.005), (4, 0.015)])
