@@ -10,6 +10,7 @@ worth thousands of membrane units, so sums saturate in both directions while oth
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,12 +21,21 @@ from saformer.quant.fixed_point import int_range, quantize_input
 from saformer.quant.qat import QuantSAFormer, synapse_layers
 from saformer.quant.validate import IMAGE_LAYER
 
-# (model config, quant config, data set, input kind) of each crafted export
-STATIC = (get_config("saformer-2-64").replace(name="crafted-static", depth=1, dim=32),
-          QuantConfig(), "digits")
-FRAMES = (get_config("saformer-2-64").replace(name="crafted-frames", depth=1, dim=32, in_channels=2, num_classes=11),
-          QuantConfig(input_frac=INPUT_FRAC["dvsgesture"], membrane_bits=12, membrane_frac=4, accumulator_bits=24),
-          "dvsgesture")
+class Crafted(NamedTuple):
+    cfg: ModelConfig
+    qcfg: QuantConfig
+    dataset: str
+    weight_frac: int  # below the membrane's fractional bits: exact left shifts; above: floors
+
+
+# Static images at the default formats, every shift an exact left shift; event frames at Q12.4 with
+# 24-bit accumulators and 12-bit weights, every synaptic shift a floor (a right shift by 2).
+STATIC = Crafted(get_config("saformer-2-64").replace(name="crafted-static", depth=1, dim=32), QuantConfig(),
+                 "digits", 2)
+FRAMES = Crafted(get_config("saformer-2-64").replace(name="crafted-frames", depth=1, dim=32, in_channels=2,
+                                                     num_classes=11),
+                 QuantConfig(weight_bits=12, input_frac=INPUT_FRAC["dvsgesture"], membrane_bits=12, membrane_frac=4,
+                             accumulator_bits=24), "dvsgesture", 6)
 
 
 @torch.no_grad()
@@ -45,19 +55,18 @@ def crafted_model(cfg: ModelConfig, qcfg: QuantConfig, weight_frac: int, seed: i
     return model
 
 
-def crafted_export(spec, out: Path, weight_frac: int = 2, seed: int = 0):
+def crafted_export(spec: Crafted, out: Path, seed: int = 0):
     """Writes the export of a crafted model to ``out``; returns (QAT model, IntegerExport)."""
-    cfg, qcfg, dataset = spec
-    model = crafted_model(cfg, qcfg, weight_frac, seed)
-    manifest, tensors = build_export(model, dataset, {"source_run": "tests/crafted.py"})
+    model = crafted_model(spec.cfg, spec.qcfg, spec.weight_frac, seed)
+    manifest, tensors = build_export(model, spec.dataset, {"source_run": "tests/crafted.py"})
     write_export(out, manifest, tensors)
     return model, load_export(out)
 
 
-def crafted_inputs(spec, images: int, seed: int = 1) -> tuple[torch.Tensor, np.ndarray]:
+def crafted_inputs(spec: Crafted, images: int, seed: int = 1) -> tuple[torch.Tensor, np.ndarray]:
     """Real-valued inputs and their quantized integers: digits-like images, or event-count frames
     (B, T, 2, H, W) whose counts reach past the input range (the input saturates too)."""
-    cfg, qcfg, _ = spec
+    cfg, qcfg = spec.cfg, spec.qcfg
     rng = np.random.default_rng(seed)
     if cfg.in_channels == 2:
         counts = rng.poisson(3.0, (images, cfg.time_steps, 2, cfg.height, cfg.width)) * (rng.random((images, cfg.time_steps, 2, cfg.height, cfg.width)) < 0.4)

@@ -47,6 +47,10 @@ def test_the_stimuli_saturate_every_kind_of_value(crafted):
         assert 0.1 < traces[key].mean() < 0.9, (key, traces[key].mean())
     if name == "frames":  # event counts past the input range saturate before conv1
         assert x_int.ndim == 5 and x_int.max() == int_range(8)[1]
+    # both branches of to_membrane: static shifts left (exact), frames shift right (floor)
+    shifts = {n: spec["out_shift"] for n, spec in ex.manifest["layers"].items()
+              if spec["out_shift"] is not None and n != "sps.convs.0"}
+    assert all((s > 0) == (name == "frames") and s != 0 for s in shifts.values()), shifts
 
 
 def test_qat_model_equals_golden_model_on_every_trace(crafted):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saformer.rtl_sim.beats import pack, sasa_input_beat, unpack
 from saformer.rtl_sim.core import SOURCES, SasaCoreParams, cycle_model, write_dwc_file
 from saformer.rtl_sim.sim import SimulationError, _with_env, verilator_env
 
@@ -77,9 +78,7 @@ class FastCore:
         """Stream (samples*T, N, D) Q and K spikes stall-free; returns O and the cycle counts."""
         p = self.params
         lanes = p.P
-        weights = 1 << np.arange(lanes)
-        q_beats = (q.reshape(-1, lanes) * weights).sum(1).tolist()
-        k_beats = (k.reshape(-1, lanes) * weights).sum(1).tolist()
+        q_beats, k_beats = pack(q, lanes), pack(k, lanes)
         n_beats = len(q_beats)
         io, clock = self.sim.io, self.sim.clock
         io.rst, io.s_valid, io.m_ready = 1, 0, 1
@@ -93,7 +92,7 @@ class FastCore:
             if cycle > 10 * cycle_model(p, samples).total + 1000:
                 raise SimulationError(f"fast path: timeout after {cycle} cycles")
             if sent < n_beats:
-                io.s_data = (k_beats[sent] << lanes) | q_beats[sent]
+                io.s_data = sasa_input_beat(q_beats[sent], k_beats[sent], lanes)
                 io.s_valid = 1
                 if io.s_ready:
                     first_in = cycle if first_in is None else first_in
@@ -106,5 +105,4 @@ class FastCore:
                 last_out = cycle
             clock.tick()
             cycle += 1
-        bits = ((np.asarray(out, np.int64)[:, None] >> np.arange(lanes)) & 1).astype(np.int8)
-        return FastResult(bits.reshape(q.shape), first_out - first_in, last_out - first_in + 1)
+        return FastResult(unpack(out, lanes).reshape(q.shape), first_out - first_in, last_out - first_in + 1)

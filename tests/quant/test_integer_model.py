@@ -228,3 +228,16 @@ def test_qat_from_scratch_trains_exports_and_resumes(tmp_path):
     assert ex.layer("head")["weight_bits"] == 8 and ex.layer("blocks.0.attn.q")["weight_bits"] == 6
     assert json.loads((export / "export.json").read_text())["golden_vs_qat"]["bit_exact"]
     assert main(["eval", str(qrun), "--no-progress"]) == 0  # eval reads QAT runs too
+
+
+def test_quant_bias_rounds_to_the_nearest_grid_point():
+    """Biases are quantized to the accumulator grid by round-to-nearest (the export stores these
+    integers; the run-time floor applies to accumulators only)."""
+    from saformer.quant.qat import QuantSynapse
+
+    syn = QuantSynapse("linear", 4, 3, 8, QuantConfig()).double()
+    with torch.no_grad():
+        syn.layer.weight.copy_(torch.full((3, 4), 127 / 64, dtype=torch.float64))  # weight_frac 6
+        syn.bias.copy_(torch.tensor([0.7, -0.7, 2.2]) * 2.0 ** -6)
+    assert syn.acc_frac == 6
+    assert (syn.quant_bias() * 2 ** 6).tolist() == [1.0, -1.0, 2.0]

@@ -183,3 +183,28 @@ def test_fast_path_pyverilator_matches_golden_and_cycle_model(tmp_path):
         np.testing.assert_array_equal(r.o, expected)
         c = cycle_model(SMALL, samples=3)
         assert (r.first_output, r.total) == (c.first_output, c.total)
+
+
+def divisors(d: int) -> list[int]:
+    return [p for p in range(1, d + 1) if d % p == 0]
+
+
+@pytest.mark.parametrize("lanes", divisors(64))
+def test_every_lane_count_up_to_d(build_root, lanes):
+    """P = 1 .. D for D = 64: beats of 64 lanes and more once overflowed the bench's packing."""
+    p = SasaCoreParams(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=64, T=2, P=lanes, THETA_A=8, THETA_O=128, DWC_SHIFT=-2)
+    q, k, w, b = random_case(p, 41, samples=1)
+    r, expected = run_case(p, build_root, "lanes", q, k, w, b, samples=1)
+    assert expected["o"][..., -1].any() and 0.05 < expected["o"].mean() < 0.95  # the top lane fires
+    assert r.bit_exact, f"P={lanes}: {r.mismatching_beats} output beats differ; waveform: {r.waves}"
+    assert (r.first_output, r.total) == (r.predicted.first_output, r.predicted.total)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lanes", divisors(96))
+def test_every_lane_count_up_to_d_wide(build_root, lanes):
+    """P = 1 .. 96 on a 3x4 grid without DWC, with stalls (s_data up to 192 bits)."""
+    p = SasaCoreParams(N=12, N_AGG=3, GRID_H=3, GRID_W=4, D=96, T=2, P=lanes, THETA_A=4, THETA_O=128, DWC=0)
+    q, k, w, b = random_case(p, 42, samples=2, rate_q=0.6, rate_k=0.6)
+    r, _ = run_case(p, build_root, "lanes_wide", q, k, w, b, p_idle=0.2, p_backpressure=0.2, seed=43)
+    assert r.bit_exact, f"P={lanes}: {r.mismatching_beats} output beats differ; waveform: {r.waves}"

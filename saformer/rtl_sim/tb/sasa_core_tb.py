@@ -17,20 +17,15 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
-
-def beats(spikes: np.ndarray, lanes: int) -> list[int]:
-    """(steps, N, D) bits -> one integer per beat of P channels, token-major, LSB = lowest channel."""
-    steps, n, d = spikes.shape
-    groups = spikes.reshape(steps * n * (d // lanes), lanes).astype(np.int64)
-    return (groups << np.arange(lanes)).sum(axis=1).tolist()
+from saformer.rtl_sim.beats import pack, sasa_input_beat
 
 
 @cocotb.test()
 async def stream(dut):
     stim = np.load(os.environ["SASA_STIM"])
     lanes = int(dut.P.value)
-    q_beats, k_beats = beats(stim["q"], lanes), beats(stim["k"], lanes)
-    expected = beats(stim["o"], lanes)
+    q_beats, k_beats = pack(stim["q"], lanes), pack(stim["k"], lanes)
+    expected = pack(stim["o"], lanes)
     p_idle, p_stall = float(stim["p_idle"]), float(stim["p_backpressure"])
     rng = random.Random(int(stim["seed"]))
     timeout = int(stim["timeout"])
@@ -60,7 +55,7 @@ async def stream(dut):
         await FallingEdge(dut.clk)
         if sent < len(q_beats) and (presenting or rng.random() >= p_idle):
             presenting = True
-            dut.s_data.value = (k_beats[sent] << lanes) | q_beats[sent]
+            dut.s_data.value = sasa_input_beat(q_beats[sent], k_beats[sent], lanes)
             dut.s_valid.value = 1
         else:
             dut.s_valid.value = 0

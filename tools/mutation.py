@@ -1,0 +1,239 @@
+"""Mutation testing of the integer contract's chain: does the suite notice a planted fault?
+
+Each mutant is one textual change (a comparison, a rounding, a saturation, a bound, a bias, a lane)
+in one file of the fixed-point primitives, the golden model, the QAT model, the hls4ml types and
+templates, the SystemVerilog or the cycle model. For each, the harness copies the package and the
+tests into a scratch directory, plants the fault there, and runs the tests that should notice
+(`pytest -x`: the first failure kills the mutant). The copy is first on the import path, so the
+installed package is never touched.
+
+    python tools/mutation.py                      # every mutant -> results/mutation.{md,json}
+    python tools/mutation.py --only rtl-lif-o-ge  # some mutants (ids), nothing written to results/
+
+Outcomes: "killed" (a test failed), "survived" (every test passed), "error" (the copy did not run,
+or only a fixture broke: a broken mutant, which says nothing about the tests; its log is kept). A survivor is a gap in the suite unless the
+mutant is equivalent (it cannot change any result); those carry the reason in ``equivalent``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# the tests each kind of fault should meet; the cheap ones first (pytest -x stops at the first failure)
+FIXED_POINT_TESTS = ("tests/quant/test_fixed_point.py", "tests/test_reach.py")
+GOLDEN_TESTS = ("tests/quant/test_integer_model.py::test_golden_blocks_against_direct_definitions",
+                "tests/test_reach.py")
+QAT_TESTS = ("tests/test_reach.py::test_qat_model_equals_golden_model_on_every_trace",
+             "tests/quant/test_integer_model.py::test_quant_bias_rounds_to_the_nearest_grid_point")
+HLS_TESTS = ("tests/hls/test_hls_flow.py::test_lif_step_reference_keeps_state_and_resets_every_t_calls",
+             "tests/test_reach.py::test_hls_c_simulation_equals_golden_model")
+RTL_TESTS = ("tests/rtl_sim/test_sasa_core.py::test_random_spikes_stall_free_and_cycle_exact",
+             "tests/rtl_sim/test_sasa_core.py::test_corner_cases",
+             "tests/rtl_sim/test_sasa_core.py::test_other_geometries",
+             "tests/rtl_sim/test_sasa_core.py::test_other_membrane_formats_and_accumulator_widths",
+             "tests/test_reach.py::test_rtl_sasa_core_equals_golden_model")
+
+FP, GOLDEN, QAT = "saformer/quant/fixed_point.py", "saformer/quant/golden.py", "saformer/quant/qat.py"
+HLS_STAGES, HLS_H = "saformer/hls/stages.py", "saformer/hls/nnet_utils/nnet_saformer.h"
+SV, CORE = "saformer/rtl_sim/hdl/sasa_core.sv", "saformer/rtl_sim/core.py"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    file: str
+    old: str  # must occur exactly once in the file
+    new: str
+    fault: str  # what the change means
+    tests: tuple[str, ...]
+    equivalent: str = ""  # why it cannot change a result, for a mutant expected to survive
+
+
+MUTANTS = [
+    # ---- fixed-point primitives: both the integer and the float-emulation side --------------------
+    Mutant("fp-saturate-wraps", FP, "    return np.clip(x, lo, hi)", "    return (x - lo) % (hi - lo + 1) + lo",
+           "integer saturation turned into wrap-around", FIXED_POINT_TESTS),
+    Mutant("fp-shift-rounds", FP, "    return x >> k if k >= 0 else x << -k",
+           "    return (x + ((1 << k) >> 1)) >> k if k >= 0 else x << -k",
+           "the floor shift rounds to nearest", FIXED_POINT_TESTS),
+    Mutant("fp-range-off-by-one", FP, "    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1",
+           "    return -(1 << (bits - 1)), (1 << (bits - 1))", "upper clip bound one too high", FIXED_POINT_TESTS),
+    Mutant("fp-lif-gt", FP, "        s = h >= theta\n", "        s = h > theta\n",
+           "integer LIF fires at H > theta", FIXED_POINT_TESTS),
+    Mutant("fp-lif-no-reset", FP, "        v = np.where(s, 0, h)", "        v = h",
+           "integer LIF without its hard reset", FIXED_POINT_TESTS),
+    Mutant("fp-threshold-rounds", FP, "    return math.ceil(v_threshold * 2 ** frac)",
+           "    return round(v_threshold * 2 ** frac)", "threshold rounded instead of ceiled", FIXED_POINT_TESTS),
+    Mutant("fp-input-rounds", FP, "np.floor(np.asarray(x, np.float64) * 2.0 ** frac)",
+           "np.round(np.asarray(x, np.float64) * 2.0 ** frac)", "input quantizer rounds", FIXED_POINT_TESTS),
+    Mutant("fp-emulation-rounds", FP, "    return emulate_saturate(floor_ste(x * scale) / scale, mem_bits, mem_frac)",
+           "    return emulate_saturate(round_ste(x * scale) / scale, mem_bits, mem_frac)",
+           "QAT's membrane conversion rounds", FIXED_POINT_TESTS),
+    # ---- golden model --------------------------------------------------------------------------------
+    Mutant("golden-pool-pads-zero", GOLDEN, "constant_values=INT_MIN)", "constant_values=0)",
+           "max-pool pads with 0 instead of -inf", GOLDEN_TESTS),
+    Mutant("golden-conv-pad-shift", GOLDEN, "np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))",
+           "np.pad(x, ((0, 0), (0, 0), (2, 0), (1, 1)))", "conv window off by one row", GOLDEN_TESTS),
+    Mutant("golden-linear-drops-bias", GOLDEN, "    return flat.reshape(*x.shape[:-1], -1).astype(np.int64) + b",
+           "    return flat.reshape(*x.shape[:-1], -1).astype(np.int64)", "linear layers lose their bias",
+           GOLDEN_TESTS),
+    Mutant("golden-window-dropped", GOLDEN, "    return (window_counts(q, n_agg) * window_counts(k, n_agg)).sum(axis=2, keepdims=True)",
+           "    return (window_counts(q, n_agg) * window_counts(k, n_agg))[:, :, 1:].sum(axis=2, keepdims=True)",
+           "SASA score skips the first window", GOLDEN_TESTS),
+    Mutant("golden-drive-wraps", GOLDEN, "        y = saturate(y + f, mem_bits)", "        y = y + f",
+           "SASA drive (mask + DWC) not saturated", GOLDEN_TESTS),
+    Mutant("golden-residual-wraps", GOLDEN, "        u = self.sat(u + self.synapse(f\"{p}.mlp.fc2\", hidden))",
+           "        u = u + self.synapse(f\"{p}.mlp.fc2\", hidden)", "MLP residual add not saturated", GOLDEN_TESTS),
+    Mutant("golden-head-bias-once", GOLDEN, "+ steps * self.ex.bias(\"head\")", "+ self.ex.bias(\"head\")",
+           "head bias added once, not T*N times", GOLDEN_TESTS),
+    # ---- QAT model -----------------------------------------------------------------------------------
+    Mutant("qat-merge-wraps", QAT, "        return emulate_saturate(membrane + rpe, self.qcfg.membrane_bits, self.qcfg.membrane_frac)",
+           "        return membrane + rpe", "SPS residual (membrane + RPE) not saturated", QAT_TESTS),
+    Mutant("qat-bias-floors", QAT, "round_ste(self.bias * scale)", "torch.floor(self.bias * scale)",
+           "bias quantized by floor instead of nearest", QAT_TESTS),
+    Mutant("qat-no-membrane", QAT, "        if not self.to_membrane:\n            return acc",
+           "        if True:\n            return acc", "synaptic outputs skip the membrane conversion", QAT_TESTS),
+    # ---- hls4ml types and templates ------------------------------------------------------------------
+    Mutant("hls-membrane-wraps", HLS_STAGES, 'rounding="AP_TRN", saturation="AP_SAT")',
+           'rounding="AP_TRN", saturation="AP_WRAP")', "membrane result types wrap around", HLS_TESTS),
+    Mutant("hls-membrane-rounds", HLS_STAGES, 'rounding="AP_TRN", saturation="AP_SAT")',
+           'rounding="AP_RND", saturation="AP_SAT")', "membrane result types round to nearest", HLS_TESTS),
+    Mutant("hls-lif-gt", HLS_H, "        bool fire = h >= theta;", "        bool fire = h > theta;",
+           "HLS LIF fires at H > theta", HLS_TESTS),
+    Mutant("hls-lif-no-reset", HLS_H, "        v[i] = fire ? data_T(0) : h;", "        v[i] = h;",
+           "HLS LIF without its hard reset", HLS_TESTS),
+    # ---- SystemVerilog: the SASA core --------------------------------------------------------------
+    Mutant("rtl-lif-a-gt", SV, "assign mask_next[l] = h >= (SCORE_BITS + 1)'(THETA_A);",
+           "assign mask_next[l] = h > (SCORE_BITS + 1)'(THETA_A);", "LIF_a fires at H > theta", RTL_TESTS),
+    Mutant("rtl-lif-o-gt", SV, "assign o_next[l] = h >= (MEM_BITS + 1)'(THETA_O);",
+           "assign o_next[l] = h > (MEM_BITS + 1)'(THETA_O);", "LIF_o fires at H > theta", RTL_TESTS),
+    Mutant("rtl-saturate-wraps", SV,
+           "saturate = x > MEM_HI ? MEM_HI[MEM_BITS-1:0] : x < MEM_LO ? MEM_LO[MEM_BITS-1:0] : x[MEM_BITS-1:0];",
+           "saturate = x[MEM_BITS-1:0];", "membrane saturation turned into wrap-around", RTL_TESTS),
+    Mutant("rtl-dwc-drops-bias", SV, "wire signed [WIDE:0] dwc_sum = bias + sum_taps(terms);",
+           "wire signed [WIDE:0] dwc_sum = sum_taps(terms);", "DWC bias dropped", RTL_TESTS),
+    Mutant("rtl-q-lanes-swapped", SV, "        wire q = s_data[l];", "        wire q = s_data[P - 1 - l];",
+           "Q lanes in reverse order", RTL_TESTS),
+    Mutant("rtl-window-off-by-one", SV, "a_wpos <= a_wpos == CNT_BITS'(WIN - 1) ? '0 : a_wpos + 1'b1;",
+           "a_wpos <= a_wpos == CNT_BITS'(WIN - 2) ? '0 : a_wpos + 1'b1;", "aggregation window one token short",
+           RTL_TESTS),
+    Mutant("rtl-grid-edge-off-by-one", SV, "(DR <= 0 || b_row != ($bits(b_row))'(GRID_H - 1))",
+           "(DR <= 0 || b_row != ($bits(b_row))'(GRID_H - 2))", "DWC zero padding at the wrong bottom row",
+           RTL_TESTS),
+    Mutant("rtl-lif-o-logical-shift", SV, "+ (MEM_BITS + 1)'(saturate(y))) >>> 1;",
+           "+ (MEM_BITS + 1)'(saturate(y))) >> 1;", "LIF_o halves with a logical shift", RTL_TESTS),
+    Mutant("rtl-dwc-logical-shift", SV, "dwc_sum >>> DWC_SHIFT", "dwc_sum >> DWC_SHIFT",
+           "DWC accumulator shifted right logically (no floor of negatives)", RTL_TESTS),
+    Mutant("beats-msb-first", "saformer/rtl_sim/beats.py", 'np.packbits(rows, axis=1, bitorder="little")',
+           'np.packbits(rows, axis=1, bitorder="big")', "bench packs lanes MSB first (a lane swap in the bench)",
+           ("tests/rtl_sim/test_beats.py", *RTL_TESTS[:1])),
+    # ---- cycle model ---------------------------------------------------------------------------------
+    Mutant("cycles-total-off-by-one", CORE, "total=(steps + 1) * b + 1,", "total=(steps + 1) * b,",
+           "cycle model one cycle short", RTL_TESTS[:1]),
+]
+
+
+def planted(mutant: Mutant, text: str) -> str:
+    """The file's text with the fault in; refuses a mutant whose text is not in the code exactly once."""
+    found = text.count(mutant.old)
+    if found != 1:
+        raise ValueError(f"mutant '{mutant.id}': its text occurs {found} times in {mutant.file} (must be once); "
+                         "update the mutant to the code")
+    return text.replace(mutant.old, mutant.new)
+
+
+def apply(mutant: Mutant, root: Path) -> None:
+    path = root / mutant.file
+    path.write_text(planted(mutant, path.read_text()))
+
+
+def copy_tree(dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    for name in ("saformer", "tests"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
+
+
+def run(mutant: Mutant, scratch: Path, timeout: int) -> dict:
+    root = scratch / mutant.id
+    copy_tree(root)
+    apply(mutant, root)
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    where = subprocess.run([sys.executable, "-c", "import saformer; print(saformer.__file__)"], cwd=root, env=env,
+                           capture_output=True, text=True).stdout.strip()
+    if not Path(where).is_relative_to(root):  # the tests must import the planted copy
+        raise RuntimeError(f"the copy imports saformer from '{where}', not from '{root}'")
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *mutant.tests]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        rc, tail = proc.returncode, (proc.stdout + proc.stderr)[-3000:]
+    except subprocess.TimeoutExpired:
+        rc, tail = -1, f"timed out after {timeout} s"
+    seconds = time.perf_counter() - start
+    failed = [line.split(" ")[1] for line in tail.splitlines() if line.startswith("FAILED ")]
+    # a test that failed kills the mutant; only errors (a fixture or an import broke) say nothing of the tests
+    outcome = "survived" if rc == 0 else "killed" if rc == 1 and failed else "error"
+    shutil.rmtree(root, ignore_errors=True)
+    return {**asdict(mutant), "outcome": outcome, "returncode": rc, "killed_by": failed[:1], "seconds": round(seconds, 1),
+            "log_tail": tail if outcome == "error" else ""}
+
+
+def table(rows: list[dict]) -> str:
+    killed = sum(r["outcome"] == "killed" for r in rows)
+    survived = [r for r in rows if r["outcome"] == "survived"]
+    unexplained = [r for r in survived if not r["equivalent"]]
+    lines = ["# Mutation testing: planted faults and the tests that catch them\n",
+             f"Command: `python tools/mutation.py` (the harness: `tools/mutation.py`). {len(rows)} mutants: "
+             f"**{killed} killed**, {len(survived)} survived ({len(unexplained)} unexplained), "
+             f"{sum(r['outcome'] == 'error' for r in rows)} errors.\n",
+             "| mutant | file | fault | outcome | killed by | seconds |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        by = r["killed_by"][0] if r["killed_by"] else (r["equivalent"] or "-")
+        lines.append(f"| `{r['id']}` | `{r['file']}` | {r['fault']} | **{r['outcome']}** | {by} | {r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="ID", help="run these mutants; results/ is left alone")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per mutant (default 900)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results", help="where mutation.md/json go")
+    args = parser.parse_args(argv)
+    chosen = MUTANTS
+    if args.only:
+        known = {m.id for m in MUTANTS}
+        unknown = sorted(set(args.only) - known)
+        if unknown:
+            parser.error(f"unknown mutant(s) {unknown}; known: {sorted(known)}")
+        chosen = [m for m in MUTANTS if m.id in args.only]
+    for m in chosen:  # every mutant still matches the code before anything runs
+        planted(m, (ROOT / m.file).read_text())
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="saformer-mutants-") as scratch:
+        for i, m in enumerate(chosen, 1):
+            r = run(m, Path(scratch), args.timeout)
+            rows.append(r)
+            print(f"[{i}/{len(chosen)}] {m.id:<28} {r['outcome']:<9} {r['seconds']:6.0f} s  "
+                  f"{(r['killed_by'] or [r['equivalent'] or ''])[0]}", flush=True)
+    if not args.only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "mutation.json").write_text(json.dumps(rows, indent=2) + "\n")
+        (args.out / "mutation.md").write_text(table(rows))
+        print(f"wrote {args.out / 'mutation.md'}")
+    return 0 if all(r["outcome"] == "killed" or (r["outcome"] == "survived" and r["equivalent"]) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
