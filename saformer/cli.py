@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, SURROGATES, get_config
+from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, ECP5_DEVICES, SURROGATES, XILINX_FAMILIES, \
+    HardwareConfig, get_config
 from saformer.data import DATASETS, check_data_source
 from saformer.errors import CheckpointError, ConfigError, SaformerError
 from saformer.rundir import check_out_dir, refuse_whitespace
@@ -343,8 +344,8 @@ def _check_lanes(ex, lanes: int) -> None:
     from saformer.rtl_sim.core import params_from_export
 
     try:
-        for layer in range(ex.cfg.depth):
-            params_from_export(ex, layer, lanes)
+        for node in ex.graph.of_op("sasa"):
+            params_from_export(ex, node.name, lanes)
     except ConfigError as exc:
         raise ConfigError(f"--lanes {lanes}: {exc}") from None
 
@@ -360,7 +361,7 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     from saformer.rtl_sim.cosim import cosimulate_export
 
     check_rtl(args)
-    r = cosimulate_export(Path(args.export_dir), Path(args.out), lanes=args.lanes, images=args.images,
+    r = cosimulate_export(Path(args.export_dir), Path(args.out), hw=HardwareConfig(lanes=args.lanes), images=args.images,
                           p_idle=args.p_idle, p_backpressure=args.p_backpressure, seed=args.seed,
                           data_dir=args.data_dir)
     print(f"{'layer':>5} {'bit-exact':>10} {'with stalls':>12} {'cycles':>8} {'model':>8} {'bound':>8}")
@@ -437,7 +438,9 @@ def check_flow(args: argparse.Namespace):
     cfg = _model_config(args, dataset)
     opts = FlowOptions(dataset=dataset, data_dir=args.data_dir, cfg=cfg, epochs=args.epochs,
                        qat_epochs=args.qat_epochs, weight_bits=args.weight_bits, hls_images=args.hls_images,
-                       rtl_images=args.rtl_images, check_images=args.check_images, lanes=args.lanes,
+                       rtl_images=args.rtl_images, check_images=args.check_images,
+                       hw=HardwareConfig(lanes=args.lanes, family=args.family, ecp5_device=args.ecp5_device,
+                                         clock_mhz=args.clock_mhz),
                        pnr=not args.no_pnr, device=args.device, progress=not args.no_progress,
                        sweep_n_agg=tuple(args.sweep_n_agg or ()), skip=tuple(args.skip or ()))
     check_flow_options(opts)
@@ -488,7 +491,7 @@ def _print_rates(rates: dict[str, float]) -> None:
         print(f"{name:<{width}}  {rate:.4f}")
 
 
-DEFAULT_LANES = 8  # the SASA core's lanes P when none is given (rtl, hls, flow)
+DEFAULT_LANES = HardwareConfig().lanes  # the SASA core's lanes P when none is given (rtl, hls, flow)
 PROBABILITY = _float_in(0.0, 1.0)
 
 
@@ -609,6 +612,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hls-images", type=POSITIVE, default=4, help="images through the hls4ml C simulation")
     p.add_argument("--rtl-images", type=POSITIVE, default=4, help="images through the RTL co-simulation")
     p.add_argument("--lanes", "-P", type=POSITIVE, default=DEFAULT_LANES, help="SASA core lanes P")
+    hw = HardwareConfig()
+    p.add_argument("--family", choices=sorted(XILINX_FAMILIES), default=hw.family,
+                   help=f"Xilinx family of the Yosys resource counts (default {hw.family})")
+    p.add_argument("--ecp5-device", choices=sorted(ECP5_DEVICES), default=hw.ecp5_device,
+                   help=f"ECP5 part for place and route (default {hw.ecp5_device})")
+    p.add_argument("--clock-mhz", type=_float_in(0.0, lo_open=True, hi=1000.0), default=hw.clock_mhz,
+                   help=f"target clock of place and route (default {hw.clock_mhz:g} MHz)")
     p.add_argument("--no-pnr", action="store_true", help="skip the nextpnr ECP5 clock estimate")
     p.add_argument("--skip", action="append", choices=["hls", "rtl", "synth"],
                    help="leave out a hardware stage (repeatable); the report says 'not run' for it")

@@ -271,3 +271,58 @@ class QuantConfig:
 # Fractional bits of the quantized input image per data set: digits (k/16) are exact at 4;
 # normalised CIFAR (about -2.5..2.7) keeps 5 inside 8 bits; DVS event counts are integers.
 INPUT_FRAC = {"digits": 4, "cifar10": 5, "cifar100": 5, "dvsgesture": 0, "cifar10dvs": 0}
+
+
+# ---- hardware ---------------------------------------------------------------------------------
+XILINX_FAMILIES = {"xc7": "7-series (e.g. xc7a100t)", "xcup": "UltraScale+ (e.g. xczu7ev)"}  # synth_xilinx -family
+ECP5_DEVICES = {"LFE5U-25F": "--25k", "LFE5U-45F": "--45k", "LFE5U-85F": "--85k"}  # nextpnr-ecp5 flags
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """What is hardware, not model: the same export runs at any of these settings.
+
+    Every hardware stage (hls's mixed check, rtl, synth, the flow) reads one of these, and each
+    run directory records the one it used (``hardware.json`` in a flow run, a ``hardware`` entry
+    in rtl.json / synth.json / hls.json).
+    """
+
+    lanes: int = 8  # SASA core: channels per beat (P); must divide D
+    family: str = "xc7"  # Yosys synth_xilinx family for resource counts
+    xilinx_part: str | None = None  # hls4ml's part (None: hls4ml's default)
+    ecp5_device: str = "LFE5U-85F"  # place and route (nextpnr-ecp5)
+    ecp5_package: str = "CABGA381"
+    clock_mhz: float = 100.0  # target clock of place and route, and of latency figures
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.lanes, int) or isinstance(self.lanes, bool) or self.lanes < 1:
+            raise ConfigError(f"hardware config: lanes must be a positive integer, got {self.lanes!r}")
+        if self.family not in XILINX_FAMILIES:
+            raise ConfigError(f"hardware config: family {self.family!r}; known: {sorted(XILINX_FAMILIES)}")
+        if self.ecp5_device not in ECP5_DEVICES:
+            raise ConfigError(f"hardware config: ECP5 device {self.ecp5_device!r}; known: {sorted(ECP5_DEVICES)}")
+        if not (isinstance(self.clock_mhz, (int, float)) and 0 < self.clock_mhz <= 1000):
+            raise ConfigError(f"hardware config: clock_mhz must be in (0, 1000], got {self.clock_mhz!r}")
+
+    def check_model(self, cfg: ModelConfig) -> None:
+        """Refuse a lane count the model's SASA layers cannot take, naming the choices."""
+        if cfg.dim % self.lanes:
+            raise ConfigError(f"--lanes {self.lanes}: D={cfg.dim} is not a multiple of the SASA core's lane count; "
+                              f"choose among {divisors(cfg.dim)}")
+
+    @property
+    def ecp5_flag(self) -> str:
+        return ECP5_DEVICES[self.ecp5_device]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HardwareConfig":
+        return _from_dict(cls, data, "hardware")
+
+    def replace(self, **overrides: Any) -> "HardwareConfig":
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})

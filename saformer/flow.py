@@ -9,6 +9,7 @@
     OUT/synth     synth            Yosys resources of the SASA core, nextpnr ECP5 clock (synth.json)
     OUT/sweep     sweep            the N' sweep when asked (--sweep-n-agg): accuracy, resources, cycles
     OUT/report.*  report           report.md / report.json / plots
+    OUT/hardware.json                the hardware config (lanes, family, ECP5 part, clock) of the run
 
 A stage is skipped when ``OUT/flow.json`` records it as done with the same fingerprint: a hash of
 its options and of the fingerprints of the stages it reads, so changing an option redoes that
@@ -31,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from saformer.config import DATASET_DEFAULTS, ModelConfig, TrainConfig, get_config
+from saformer.config import DATASET_DEFAULTS, HardwareConfig, ModelConfig, TrainConfig, get_config
 from saformer.errors import ConfigError
-from saformer.rundir import DirectoryLock, check_out_dir, partial_dir, publish, write_json
+from saformer.rundir import EXPORT_DIR, RUN_FILES, DirectoryLock, check_out_dir, partial_dir, publish, write_json
 
-FLOW_FILE = "flow.json"
+FLOW_FILE, HARDWARE_FILE = RUN_FILES["flow"], RUN_FILES["hardware"]
 
 
 HARDWARE_STAGES = ("hls", "rtl", "synth")  # may be left out with --skip
@@ -52,8 +53,7 @@ class FlowOptions:
     check_images: int = 64  # export: golden vs QAT
     hls_images: int = 4
     rtl_images: int = 4
-    lanes: int = 8
-    family: str = "xc7"
+    hw: HardwareConfig = HardwareConfig()  # lanes, family, ECP5 part, clock: recorded in OUT/hardware.json
     pnr: bool = True
     sweep_n_agg: tuple[int, ...] = ()  # N' values to sweep (accuracy, resources, cycles); empty: no sweep
     skip: tuple[str, ...] = ()  # hardware stages left out
@@ -63,7 +63,7 @@ class FlowOptions:
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_DEFAULTS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; known: {sorted(DATASET_DEFAULTS)}")
-        for name in ("check_images", "hls_images", "rtl_images", "lanes"):
+        for name in ("check_images", "hls_images", "rtl_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"flow option {name} must be at least 1, got {getattr(self, name)}")
         for name in ("epochs", "qat_epochs"):
@@ -92,9 +92,9 @@ def check_flow_options(o: FlowOptions) -> None:
     if "rtl" not in o.skip or "hls" not in o.skip or "synth" not in o.skip:
         try:
             SasaCoreParams(N=cfg.num_tokens, N_AGG=cfg.n_agg, GRID_H=cfg.grid_h, GRID_W=cfg.grid_w, D=cfg.dim,
-                           T=cfg.time_steps, P=o.lanes, DWC=int(cfg.dwc))
+                           T=cfg.time_steps, P=o.hw.lanes, DWC=int(cfg.dwc))
         except ConfigError as exc:
-            raise ConfigError(f"--lanes {o.lanes}: {exc}") from None
+            raise ConfigError(f"--lanes {o.hw.lanes}: {exc}") from None
     for n_agg in o.sweep_n_agg:
         try:
             check_quantizable(cfg.replace(n_agg=n_agg))
@@ -143,20 +143,20 @@ def _export(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, An
 def _golden(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.quant.stages import golden_eval
 
-    return golden_eval(out / "export", work, data_dir=o.data_dir, progress=o.progress)
+    return golden_eval(out / EXPORT_DIR, work, data_dir=o.data_dir, progress=o.progress)
 
 
 def _hls(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
-    from saformer.hls.flow import build_hls
+    from saformer.hls.flow import HlsOptions, build_hls
 
-    return build_hls(out / "export", work, images=o.hls_images, data_dir=o.data_dir, rtl_lanes=o.lanes,
-                     progress=o.progress)
+    return build_hls(out / EXPORT_DIR, work, HlsOptions(part=o.hw.xilinx_part), images=o.hls_images,
+                     data_dir=o.data_dir, rtl_lanes=o.hw.lanes, progress=o.progress)
 
 
 def _rtl(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
     from saformer.rtl_sim.cosim import cosimulate_export
 
-    return cosimulate_export(out / "export", work, lanes=o.lanes, images=o.rtl_images, data_dir=o.data_dir)
+    return cosimulate_export(out / EXPORT_DIR, work, hw=o.hw, images=o.rtl_images, data_dir=o.data_dir)
 
 
 def _synth(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
@@ -164,11 +164,12 @@ def _synth(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any
     from saformer.rtl_sim.core import params_from_export
     from saformer.rtl_sim.synth import place_and_route, synthesize
 
-    ex = load_export(out / "export")
-    params, dwc = params_from_export(ex, 0, o.lanes)  # every SASA layer has the same geometry
-    result = {"module": "sasa_core", "layers": list(range(ex.cfg.depth)), "lanes": o.lanes,
-              "yosys": synthesize(params, work / o.family, o.family, dwc)}
-    result["pnr"] = place_and_route(params, work / "ecp5", dwc) if o.pnr else None
+    ex = load_export(out / EXPORT_DIR)
+    cores = [n.name for n in ex.graph.of_op("sasa")]
+    params, dwc = params_from_export(ex, cores[0], o.hw.lanes)  # every SASA layer has the same geometry
+    result = {"module": "sasa_core", "layers": cores, "lanes": o.hw.lanes, "hardware": o.hw.to_dict(),
+              "yosys": synthesize(params, work / o.hw.family, o.hw.family, dwc)}
+    result["pnr"] = place_and_route(params, work / "ecp5", dwc, o.hw) if o.pnr else None
     write_json(work / "synth.json", result)
     return result
 
@@ -186,8 +187,8 @@ def _sweep(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any
     from saformer.rtl_sim.core import cycle_model, params_from_export
     from saformer.rtl_sim.synth import synthesize
 
-    ex = load_export(out / "export")
-    base, dwc = params_from_export(ex, 0, o.lanes)
+    ex = load_export(out / EXPORT_DIR)
+    base, dwc = params_from_export(ex, ex.graph.of_op("sasa")[0].name, o.hw.lanes)
     tcfg: TrainConfig = DATASET_DEFAULTS[o.dataset].train.replace(epochs=o.epochs)
     rows = []
     work.mkdir(parents=True, exist_ok=True)
@@ -204,11 +205,11 @@ def _sweep(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any
         else:
             shutil.rmtree(run, ignore_errors=True)
             metrics = train(run, cfg, tcfg, o.dataset, data_dir=o.data_dir, device=o.device, progress=o.progress)
-        syn = synthesize(params, run / "synth", o.family, dwc)
+        syn = synthesize(params, run / "synth", o.hw.family, dwc)
         rows.append({"n_agg": n_agg, "window": window, "float_test_accuracy": metrics["test_accuracy"],
                      "resources": syn["resources"], "cycles_single_image": cycle_model(params).total,
                      "run_dir": str(run)})
-    result = {"lanes": o.lanes, "family": o.family, "rows": rows}  # no rows: no sweep was asked for
+    result = {"lanes": o.hw.lanes, "family": o.hw.family, "rows": rows}  # no rows: no sweep was asked for
     write_json(work / "sweep.json", result)
     return result
 
@@ -221,17 +222,18 @@ def _report(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, An
 
 STAGES = [
     Stage("train", (), lambda o: {"dataset": o.dataset, "cfg": o.model_config.to_dict(), "epochs": o.epochs},
-          _train, "float", "float/metrics.json", resumable=True),
+          _train, "float", RUN_FILES["float"], resumable=True),
     Stage("quantize", ("train",), lambda o: {"bits": o.weight_bits, "epochs": o.qat_epochs}, _quantize, "qat",
-          "qat/metrics.json", resumable=True),
-    Stage("export", ("quantize",), lambda o: {"check_images": o.check_images}, _export, "export", "export/export.json"),
-    Stage("golden", ("export",), lambda o: {}, _golden, "golden", "golden/golden.json"),
-    Stage("hls", ("export",), lambda o: {"images": o.hls_images, "lanes": o.lanes}, _hls, "hls", "hls/hls.json"),
-    Stage("rtl", ("export",), lambda o: {"images": o.rtl_images, "lanes": o.lanes}, _rtl, "rtl", "rtl/rtl.json"),
-    Stage("synth", ("export",), lambda o: {"lanes": o.lanes, "family": o.family, "pnr": o.pnr}, _synth, "synth",
-          "synth/synth.json"),
-    Stage("sweep", ("train", "export"), lambda o: {"n_agg": list(o.sweep_n_agg), "epochs": o.epochs, "lanes": o.lanes,
-                                                  "family": o.family}, _sweep, "sweep", "sweep/sweep.json",
+          RUN_FILES["qat"], resumable=True),
+    Stage("export", ("quantize",), lambda o: {"check_images": o.check_images}, _export, "export", RUN_FILES["export"]),
+    Stage("golden", ("export",), lambda o: {}, _golden, "golden", RUN_FILES["golden"]),
+    Stage("hls", ("export",), lambda o: {"images": o.hls_images, "lanes": o.hw.lanes, "part": o.hw.xilinx_part},
+          _hls, "hls", RUN_FILES["hls"]),
+    Stage("rtl", ("export",), lambda o: {"images": o.rtl_images, "hardware": o.hw.to_dict()}, _rtl, "rtl", RUN_FILES["rtl"]),
+    Stage("synth", ("export",), lambda o: {"hardware": o.hw.to_dict(), "pnr": o.pnr}, _synth, "synth",
+          RUN_FILES["synth"]),
+    Stage("sweep", ("train", "export"), lambda o: {"n_agg": list(o.sweep_n_agg), "epochs": o.epochs, "lanes": o.hw.lanes,
+                                                  "family": o.hw.family}, _sweep, "sweep", RUN_FILES["sweep"],
           resumable=True),
     Stage("report", ("train", "quantize", "export", "golden", "hls", "rtl", "synth", "sweep"),
           lambda o: {"built": time.time()}, _report, None, "report.json"),  # always rebuilt: it is cheap
@@ -274,6 +276,7 @@ def run_flow(out: Path, options: FlowOptions | None = None, log=print) -> dict[s
     check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     with DirectoryLock(out, "saformer flow"):
+        write_json(out / HARDWARE_FILE, o.hw.to_dict())  # what every hardware stage of this run reads
         return _run_stages(out, o, log)
 
 

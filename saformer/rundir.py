@@ -8,6 +8,7 @@
   spaces; commands that run them refuse such a path up front instead of failing minutes later.
 - ``staged``: a stage writes into a hidden sibling ``.NAME.partial`` and the finished directory is
   renamed into place, so ``NAME/`` is either absent or complete.
+- ``RUN_FILES``: the layout of a flow run directory (flow writes it, report reads it).
 - ``DirectoryLock``: one writer per directory (``saformer flow``); the second is refused with the
   first one's process id and command.
 """
@@ -25,6 +26,14 @@ from typing import Any
 from saformer.errors import ConfigError, SaformerError
 
 PARTIAL_SUFFIX = ".partial"
+
+# The layout of a `saformer flow` run directory, in one place: the flow writes these files (the
+# presence of each says its stage ran), the report reads them and cites them as its sources.
+RUN_FILES = {"float": "float/metrics.json", "qat": "qat/metrics.json", "export": "export/export.json",
+             "manifest": "export/manifest.json", "golden": "golden/golden.json", "hls": "hls/hls.json",
+             "rtl": "rtl/rtl.json", "synth": "synth/synth.json", "sweep": "sweep/sweep.json",
+             "flow": "flow.json", "hardware": "hardware.json"}
+EXPORT_DIR = "export"  # the integer export inside a run directory, read by every hardware stage
 LOCK_FILE = ".saformer.lock"
 
 

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from saformer.cli import main
+from saformer.config import HardwareConfig
 from saformer.report.report import build_report
 
 
@@ -46,6 +47,10 @@ def test_flow_runs_every_stage_and_reports(flow_run):
     assert next(a for a in report["accuracy"] if a["level"].startswith("integer"))["accuracy"] == golden["test_accuracy"]
     synth = json.loads((out / "synth" / "synth.json").read_text())
     assert synth["yosys"]["resources"]["DSP"] == 0 and synth["pnr"]["fmax_mhz"] > 0
+    hw = json.loads((out / "hardware.json").read_text())  # the run's hardware config, read by every stage
+    assert HardwareConfig.from_dict(hw) == HardwareConfig()
+    assert synth["hardware"] == hw == json.loads((out / "rtl" / "rtl.json").read_text())["hardware"]
+    assert synth["pnr"]["part"]["device"] == hw["ecp5_device"] and synth["pnr"]["target_mhz"] == hw["clock_mhz"]
     assert report["timing"]["clock_mhz"] == synth["pnr"]["fmax_mhz"]
     assert all(x["simulation_matches_model"] for x in report["timing"]["layers"])
     assert set(report["energy"]["tables"]) == {"sasa", "ssa", "sdsa"}

@@ -80,8 +80,8 @@ def test_rtl_sasa_core_equals_golden_model(crafted, lanes):
     """The core at the export's membrane format and accumulator width (Q16.8 / 32 bits and Q12.4 / 24
     bits), LIF_o drives saturated both ways by the DWC branch, stall-free and with stalls."""
     _, _, ex, _, _, traces, out = crafted
-    params, dwc = params_from_export(ex, 0, lanes)
-    q, k, o = layer_stimulus(traces, 0)
+    params, dwc = params_from_export(ex, "blocks.0.attn", lanes)
+    q, k, o = layer_stimulus(ex, traces, "blocks.0.attn")
     assert (params.MEM_BITS, params.ACC_BITS) == (ex.qcfg.membrane_bits, ex.qcfg.accumulator_bits)
     build = out / "rtl" / f"p{lanes}"
     clean = simulate(params, q, k, o, dwc, build, samples=IMAGES, name="saturating")

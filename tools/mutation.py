@@ -93,9 +93,9 @@ MUTANTS = [
            "SASA score skips the first window", GOLDEN_TESTS),
     Mutant("golden-drive-wraps", GOLDEN, "        y = saturate(y + f, mem_bits)", "        y = y + f",
            "SASA drive (mask + DWC) not saturated", GOLDEN_TESTS),
-    Mutant("golden-residual-wraps", GOLDEN, "        u = self.sat(u + self.synapse(f\"{p}.mlp.fc2\", hidden))",
-           "        u = u + self.synapse(f\"{p}.mlp.fc2\", hidden)", "MLP residual add not saturated", GOLDEN_TESTS),
-    Mutant("golden-head-bias-once", GOLDEN, "+ steps * self.ex.bias(\"head\")", "+ self.ex.bias(\"head\")",
+    Mutant("golden-residual-wraps", GOLDEN, "            return saturate(a + b, self.qcfg.membrane_bits), ta or tb",
+           "            return a + b, ta or tb", "residual adds not saturated", GOLDEN_TESTS),
+    Mutant("golden-head-bias-once", GOLDEN, "+ steps * self.ex.bias(node.layer)", "+ self.ex.bias(node.layer)",
            "head bias added once, not T*N times", GOLDEN_TESTS),
     # ---- QAT model -----------------------------------------------------------------------------------
     Mutant("qat-merge-wraps", QAT, "        return emulate_saturate(membrane + rpe, self.qcfg.membrane_bits, self.qcfg.membrane_frac)",

@@ -48,7 +48,7 @@ class HlsOptions:
     """What a user may choose; everything else follows from the export. Defaults: Vitis backend,
     io_parallel, Latency strategy, reuse factor 1 (fully parallel), 5 ns clock, hls4ml's default part.
 
-    ``layers`` maps a pattern over ``<stage>/<layer>`` (fnmatch, e.g. ``blocks.*.post/fc1``) to
+    ``layers`` maps a pattern over ``<stage>/<layer>`` (fnmatch, e.g. ``blocks.*.post/mlp_fc1``) to
     per-layer options; the last matching pattern wins.
     """
 
@@ -207,6 +207,7 @@ def estimate_resources(stage: Stage, model, ex: IntegerExport) -> dict[str, Any]
         with contextlib.redirect_stdout(io.StringIO()):
             report = hls4ml.report.parse_vivado_report(str(prj))
         return {"method": "vitis_hls csynth report (hls4ml.report.parse_vivado_report)", "report": report}
+    multiplying = {n.layer for n in ex.graph if n.op == "synapse" and ex.graph[n.inputs[0]].format == "input"}
     layers, totals = [], {"adders": 0, "multipliers": 0, "lut_estimate": 0, "weight_bits": 0, "ops_per_step": 0}
     for hls_name, export_name in stage.synapses.items():
         spec = ex.layer(export_name)
@@ -216,7 +217,7 @@ def estimate_resources(stage: Stage, model, ex: IntegerExport) -> dict[str, Any]
         out_ch, fan_in = w.shape[0], int(np.prod(w.shape[1:]))
         positions = int(np.prod(layer.get_output_variable().shape[:-1]))  # output pixels (1 for the head)
         units = -(-out_ch * fan_in // rf)  # products computed in parallel for one output position
-        multiplies = export_name == "sps.convs.0"  # only the image multiplies; spikes and counts add
+        multiplies = export_name in multiplying  # only the image multiplies; spikes and counts add
         entry = {"layer": hls_name, "export_layer": export_name, "reuse_factor": rf,
                  "strategy": layer.get_attr("strategy", "latency"),
                  "ops_per_step": positions * out_ch * fan_in,
@@ -290,22 +291,23 @@ def write_build_script(prj: Path, name: str, backend: str) -> None:
 
 
 # ---- the mixed check: hls4ml Q/K into the RTL core ------------------------------------------------
-def mixed_check(ex: IntegerExport, layer: int, qk_rows: np.ndarray, traces: dict[str, np.ndarray], out: Path,
+def mixed_check(ex: IntegerExport, core: str, qk_rows: np.ndarray, traces: dict[str, np.ndarray], out: Path,
                 lanes: int, samples: int) -> dict[str, Any]:
-    """Q and K spikes from the hls4ml C simulation stream through the RTL SASA core; its O spikes
-    must equal the golden model's."""
+    """Q and K spikes from the hls4ml C simulation stream through the RTL SASA core (graph node
+    ``core``); its O spikes must equal the golden model's."""
     from saformer.rtl_sim.core import params_from_export
     from saformer.rtl_sim.cosim import samples_first
     from saformer.rtl_sim.sim import simulate
 
-    cfg = ex.cfg
-    qk = _as_int(qk_rows, 0, f"blocks.{layer}.qk output").reshape(-1, cfg.num_tokens, 2 * cfg.dim)
-    q, k = qk[..., : cfg.dim], qk[..., cfg.dim:]
-    expected = samples_first(traces[f"blocks.{layer}.attn.lif_o.s"])
-    params, dwc = params_from_export(ex, layer, lanes)
-    res = simulate(params, q, k, expected, dwc, out / "rtl_build" / f"layer{layer}_p{lanes}", samples=samples,
+    node = ex.graph[core]
+    n, d = node.shape
+    qk = _as_int(qk_rows, 0, f"the Q | K stream into {core}").reshape(-1, n, 2 * d)
+    q, k = qk[..., :d], qk[..., d:]
+    expected = samples_first(traces[f"{node.attrs['lif_o']}.s"])
+    params, dwc = params_from_export(ex, core, lanes)
+    res = simulate(params, q, k, expected, dwc, out / "rtl_build" / f"{core}_p{lanes}", samples=samples,
                    name="hls_qk")
-    return {"layer": layer, "lanes": lanes, "bit_exact": res.bit_exact, "values": int(expected.size), "cycles": res.total,
+    return {"layer": core, "lanes": lanes, "bit_exact": res.bit_exact, "values": int(expected.size), "cycles": res.total,
             "predicted_cycles": res.predicted.total, "waves": str(res.waves or "")}
 
 
@@ -331,8 +333,8 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
 
         if rtl_lanes < 1:
             raise ConfigError(f"--lanes must be at least 1, got {rtl_lanes} (pass --no-rtl to skip the RTL check)")
-        for layer in range(ex.cfg.depth):
-            params_from_export(ex, layer, rtl_lanes)
+        for node in ex.graph.of_op("sasa"):
+            params_from_export(ex, node.name, rtl_lanes)
     all_stages = build_stages(ex)
     if stages:
         unknown = sorted(set(stages) - {s.name for s in all_stages})
@@ -349,11 +351,11 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
         bar.set_postfix_str(stage.name)
         record, output = run_stage(stage, options, out / stage.name, ex, x_int, traces)
         records.append(record)
-        if stage.name == "head":  # the logits of a sample are the head's output at its last step
+        if stage.logits:  # the logits of a sample are the head's output at its last step
             logits = output.reshape(len(x_int), ex.cfg.time_steps, -1)[:, -1]
             record["accuracy_on_checked_images"] = float((logits.argmax(1) == labels).mean())
-        if rtl_lanes and stage.name.endswith(".qk"):
-            mixed.append(mixed_check(ex, int(stage.name.split(".")[1]), output, traces, out, rtl_lanes, len(x_int)))
+        if rtl_lanes and stage.feeds_rtl:
+            mixed.append(mixed_check(ex, stage.feeds_rtl, output, traces, out, rtl_lanes, len(x_int)))
     report = {
         "export_dir": str(export_dir), "content_hash": ex.manifest["content_hash"], "config": ex.cfg.name,
         "weight_bits": ex.qcfg.weight_bits, "images": int(len(x_int)), "options": options.to_dict(),
@@ -378,7 +380,7 @@ def render_table(report: dict[str, Any]) -> str:
                      f"| {r['compile_seconds']:.1f} | {r['csim_seconds']:.2f} | {res.get('adders', '-')} "
                      f"| {res.get('multipliers', '-')} | {res.get('lut_estimate', '-')} |")
     for m in report["mixed_hls_rtl"]:
-        lines.append(f"\nMixed check, SASA layer {m['layer']}: hls4ml Q/K -> RTL core (P={m['lanes']}): "
+        lines.append(f"\nMixed check, SASA core {m['layer']}: hls4ml Q/K -> RTL core (P={m['lanes']}): "
                      f"{'bit-exact' if m['bit_exact'] else 'MISMATCH'}, {m['cycles']} cycles "
                      f"(model {m['predicted_cycles']}).")
     return "\n".join(lines) + "\n"

@@ -1,14 +1,18 @@
 """The hls4ml stages of a SAFormer: torch graphs built from the integer export alone, their
 precisions (from the contract), and how each stage's inputs and traces map to the golden model.
 
-The SASA core (score, LIF_a, mask, DWC, LIF_o) is the hand-written RTL, so every encoder block
-splits around it into two stages:
+The stages are the segments of the export's graph (saformer.graph): the SASA core (score, LIF_a,
+mask, DWC, LIF_o) is the hand-written RTL, so every encoder block splits around it into two stages.
+For the SAFormer graph:
 
     sps              image -> conv/pool/LIF x4 -> rpe + residual          -> U0
     blocks.i.qk      U -> LIF -> Q and K 1x1 convs -> LIF_q, LIF_k        -> [Q | K] spikes
     (RTL core)       Q, K -> O
     blocks.i.post    O, U -> proj + residual -> LIF -> fc1 -> LIF -> fc2 + residual -> U'
     head             U -> LIF -> spike counts over tokens and steps -> linear -> logits
+
+hls4ml layer names are the graph's node names less the stage's prefix (``convs_0``, ``attn_q``,
+``mlp_fc1``, ``head``); residual adds are ``add``, ``add_1``; the Q | K concatenation ``cat``.
 
 Tokens stay on their grid (H, W, D), channels last, so the Q/K/proj/MLP linears are 1x1 convs
 and a channels-last flat vector is exactly the golden model's row-major (N, D) token layout.
@@ -18,14 +22,17 @@ Weights enter hls4ml as their integers times the export's power-of-two scale; wi
 
 from __future__ import annotations
 
+import operator
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 from saformer.errors import SaformerError
+from saformer.graph import RTL_OPS, Graph, Node
 from saformer.hls.extension import lif_module, spike_count_module
 from saformer.quant.export import IntegerExport
 
@@ -65,6 +72,8 @@ class Stage:
     checks: list[TraceCheck] = field(default_factory=list)
     output_check: TraceCheck | None = None
     synapses: dict[str, str] = field(default_factory=dict)  # hls layer -> export layer
+    feeds_rtl: str | None = None  # the RTL graph node (a SASA core) its output streams into
+    logits: bool = False  # its output is the logits (at every step: running sums)
 
 
 def steps_first(x: np.ndarray, channels_first: bool = False) -> np.ndarray:
@@ -94,8 +103,8 @@ def _conv(ex: IntegerExport, name: str, kernel: int) -> nn.Conv2d:
 class _Builder:
     """Precisions and checks for one export, shared by the stage constructors."""
 
-    def __init__(self, ex: IntegerExport, allowed_layers: set[str] | None = None) -> None:
-        self.ex, self.cfg, self.q = ex, ex.cfg, ex.qcfg
+    def __init__(self, ex: IntegerExport) -> None:
+        self.ex, self.cfg, self.q, self.graph = ex, ex.cfg, ex.qcfg, ex.graph
         self.mem_bits, self.mem_frac = self.q.membrane_bits, self.q.membrane_frac
         self.membrane = fixed(self.mem_bits, self.mem_frac)
         self.membrane_sat = fixed(self.mem_bits, self.mem_frac, rounding="AP_TRN", saturation="AP_SAT")
@@ -110,9 +119,10 @@ class _Builder:
         if not 2 <= self.mem_bits <= MAX_EXACT_BITS - 1:
             raise HlsError(f"membrane format of {self.mem_bits} bits: hls4ml's C simulation checks values "
                            f"up to {MAX_EXACT_BITS - 1} bits")
-        for name, spec in self.ex.manifest["layers"].items():
-            if name.endswith(".dwc"):
-                continue  # inside the RTL core
+        for node in self.graph:
+            if node.op not in ("synapse", "head"):
+                continue  # a SASA node's DWC is inside the RTL core
+            name, spec = node.layer, self.ex.layer(node.layer)
             if spec["kind"] not in SUPPORTED_KINDS:
                 raise HlsError(f"layer '{name}': kind '{spec['kind']}' has no hls4ml stage "
                                f"(supported: {sorted(SUPPORTED_KINDS)})")
@@ -124,11 +134,10 @@ class _Builder:
             if spec["acc_bits_needed"] > MAX_EXACT_BITS:
                 raise HlsError(f"layer '{name}': its accumulator needs {spec['acc_bits_needed']} bits; the C "
                                f"simulation's doubles hold {MAX_EXACT_BITS}")
-        for neuron, spec in self.ex.manifest["neurons"].items():
-            if ".attn.lif_a" in neuron or ".attn.lif_o" in neuron:
-                continue
+        for node in self.graph.of_op("lif"):
+            spec = self.ex.manifest["neurons"][node.neuron]
             if spec["frac"] != self.mem_frac:
-                raise HlsError(f"neuron '{neuron}': threshold in 2^-{spec['frac']} units, but its hls4ml LIF "
+                raise HlsError(f"neuron '{node.neuron}': threshold in 2^-{spec['frac']} units, but its hls4ml LIF "
                                f"works on the 2^-{self.mem_frac} membrane")
 
     def synapse(self, name: str, result: str | None = None) -> dict[str, str]:
@@ -143,160 +152,165 @@ class _Builder:
         return lif_module(self.ex.theta(neuron), self.mem_frac, self.cfg.time_steps)
 
 
-# ---- the stages ---------------------------------------------------------------------------------
-def sps_stage(b: _Builder) -> Stage:
-    cfg = b.cfg
-    pooled = [i + 1 in cfg.pool_layers for i in range(4)]
-
-    class SPSStage(nn.Module):
-        def __init__(self):
-            super().__init__()
-            for i in range(4):
-                setattr(self, f"conv{i}", _conv(b.ex, f"sps.convs.{i}", 3))
-                setattr(self, f"lif{i}", b.lif(f"sps.lifs.{i}"))
-                if pooled[i]:
-                    setattr(self, f"pool{i}", nn.MaxPool2d(3, 2, 1))
-            self.rpe = _conv(b.ex, "sps.rpe", 3)
-
-        def forward(self, image):
-            s = image
-            for i in range(4):
-                y = getattr(self, f"conv{i}")(s)
-                if pooled[i]:
-                    y = getattr(self, f"pool{i}")(y)
-                s = getattr(self, f"lif{i}")(y)
-            return y + self.rpe(s)
-
-    fmt = b.ex.manifest["formats"]["input"]
-    precisions = {f"conv{i}": b.synapse(f"sps.convs.{i}") for i in range(4)}
-    precisions.update({f"lif{i}": {"result": b.spike} for i in range(4)})
-    precisions.update({f"pool{i}": {"result": b.membrane_sat} for i in range(4) if pooled[i]})
-    precisions.update(rpe=b.synapse("sps.rpe"), add={"result": b.membrane_sat})
-    checks = []
-    for i in range(4):
-        drive = f"pool{i}" if pooled[i] else f"conv{i}"
-        checks.append(_trace(drive, f"sps.lifs.{i}.x", b.mem_frac, channels_first=True))
-        checks.append(_trace(f"lif{i}", f"sps.lifs.{i}.s", 0, channels_first=True))
-
-    def inputs(x_int: np.ndarray, traces: dict[str, np.ndarray]) -> list[np.ndarray]:
-        x = np.asarray(x_int, np.float64) * 2.0 ** -fmt["frac"]
-        if x.ndim == 4:  # a static image: the same input at every step
-            x = np.repeat(x[:, None], cfg.time_steps, axis=1)
-        return [np.moveaxis(x, 2, -1).reshape(x.shape[0] * x.shape[1], -1)]  # (B*T, H*W*C)
-
-    return Stage("sps", SPSStage(), ["image"], [(cfg.in_channels, cfg.height, cfg.width)],
-                 {"image": fixed(fmt["bits"], fmt["frac"])}, precisions, inputs, checks,
-                 output_check=_trace("add", "sps.u0", b.mem_frac),
-                 synapses={**{f"conv{i}": f"sps.convs.{i}" for i in range(4)}, "rpe": "sps.rpe"})
+# ---- the stages, cut from the export's graph -----------------------------------------------------
+def observed(node: Node, mem_frac: int, graph: Graph) -> tuple[str, int] | None:
+    """The golden trace key holding a node's value, and its fractional bits (None: not traced)."""
+    if node.op == "lif":
+        return f"{node.neuron}.s", 0
+    if node.op == "sasa":
+        return f"{node.attrs['lif_o']}.s", 0
+    if node.trace:
+        return node.name, mem_frac if node.format == "membrane" else 0
+    readers = [m for m in graph if node.name in m.inputs and m.op == "lif"]
+    if readers and node.format == "membrane":
+        return f"{readers[0].neuron}.x", mem_frac
+    return None
 
 
-def _stream_in(i: int) -> str:
-    return "sps.u0" if i == 0 else f"blocks.{i - 1}.u_out"
+def _local_names(nodes: list[Node]) -> dict[str, str]:
+    """Module names inside a stage: node names less the stage's common prefix, dots as underscores."""
+    names = [n.name for n in nodes]
+    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
+    prefix = prefix[: prefix.rfind(".") + 1]
+    return {n: n[len(prefix):].replace(".", "_") for n in names}
 
 
-def qk_stage(b: _Builder, i: int) -> Stage:
-    cfg, p = b.cfg, f"blocks.{i}"
+def graph_stage(b: _Builder, name: str, nodes: list[Node]) -> Stage:
+    """One hls4ml stage: a torch.fx module built node by node from a segment of the graph.
 
-    class QKStage(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lif_in = b.lif(f"{p}.lif_attn_in")
-            self.q, self.lif_q = _conv(b.ex, f"{p}.attn.q", 1), b.lif(f"{p}.attn.lif_q")
-            self.k, self.lif_k = _conv(b.ex, f"{p}.attn.k", 1), b.lif(f"{p}.attn.lif_k")
+    Its inputs are the values it reads from other segments, its outputs the values others read
+    (several are concatenated along channels, as Q | K into the SASA core). Token values (N, D)
+    stay on their grid as (D, H, W): a channels-last flat row is the golden (N, D) layout.
+    """
+    graph, cfg, ex = b.graph, b.cfg, b.ex
+    inside = {n.name for n in nodes}
+    users = graph.consumers()
+    inputs = [i for i in dict.fromkeys(i for n in nodes for i in n.inputs) if i not in inside]
+    outputs = [n.name for n in nodes if any(u not in inside for u in users[n.name]) or n is graph.output]
+    local = _local_names(nodes)
 
-        def forward(self, u):
-            s = self.lif_in(u)
-            return torch.cat([self.lif_q(self.q(s)), self.lif_k(self.k(s))], dim=1)
+    def hls_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) == 3:
+            return shape
+        tokens = graph.of_op("tokens")[0]
+        return (shape[1], *graph[tokens.inputs[0]].shape[1:])
 
-    precisions = {"lif_in": {"result": b.spike}, "q": b.synapse(f"{p}.attn.q"), "lif_q": {"result": b.spike},
-                  "k": b.synapse(f"{p}.attn.k"), "lif_k": {"result": b.spike}, "cat": {"result": b.spike}}
-    checks = [_trace("lif_in", f"{p}.lif_attn_in.s", 0), _trace("q", f"{p}.attn.lif_q.x", b.mem_frac),
-              _trace("lif_q", f"{p}.attn.lif_q.s", 0), _trace("k", f"{p}.attn.lif_k.x", b.mem_frac),
-              _trace("lif_k", f"{p}.attn.lif_k.s", 0)]
+    root, fxg = nn.Module(), fx.Graph()
+    env: dict[str, fx.Node] = {}
+    input_names, input_shapes, input_precisions = [], [], {}
+    for i in inputs:
+        src = graph[i]
+        arg = i.replace(".", "_")
+        env[i] = fxg.placeholder(arg)
+        input_names.append(arg)
+        input_shapes.append(hls_shape(src.shape))
+        input_precisions[arg] = ({"input": fixed(ex.manifest["formats"]["input"]["bits"], ex.manifest["formats"]["input"]["frac"]),
+                                  "spikes": b.spike}.get(src.format, b.membrane))
 
-    def expected_qk(tr: dict[str, np.ndarray]) -> np.ndarray:
-        qk = np.concatenate([tr[f"{p}.attn.lif_q.s"], tr[f"{p}.attn.lif_k.s"]], axis=-1)  # (T, B, N, 2D)
-        return steps_first(qk)
+    precisions: dict[str, dict[str, str]] = {}
+    synapses: dict[str, str] = {}
+    checks: list[TraceCheck] = []
+    head_node = None
+    for n in nodes:
+        x = [env[i] for i in n.inputs]
+        if n.op == "synapse":
+            kind = ex.layer(n.layer)["kind"]
+            root.add_module(local[n.name], _conv(ex, n.layer, 3 if kind == "conv" else 1))
+            env[n.name] = fxg.call_module(local[n.name], tuple(x))
+            precisions[local[n.name]] = b.synapse(n.layer)
+            synapses[local[n.name]] = n.layer
+        elif n.op == "maxpool":
+            root.add_module(local[n.name], nn.MaxPool2d(3, 2, 1))
+            env[n.name] = fxg.call_module(local[n.name], tuple(x))
+            precisions[local[n.name]] = {"result": b.membrane_sat}
+        elif n.op == "lif":
+            root.add_module(local[n.name], b.lif(n.neuron))
+            env[n.name] = fxg.call_module(local[n.name], tuple(x))
+            precisions[local[n.name]] = {"result": b.spike}
+        elif n.op == "add":
+            env[n.name] = fxg.call_function(operator.add, tuple(x))
+            precisions[env[n.name].name] = {"result": b.membrane_sat}
+        elif n.op == "tokens":
+            env[n.name] = x[0]  # the grid stays; channels-last rows are row-major tokens
+        elif n.op == "head":
+            head_node = n
+            count, head = f"{local[n.name]}_count", local[n.name]
+            root.add_module(count, spike_count_module(cfg.time_steps))
+            root.add_module(head, _head_linear(ex, n.layer, cfg.time_steps * graph[n.inputs[0]].shape[0]))
+            env[n.name] = fxg.call_module(head, (fxg.call_module(count, tuple(x)),))
+            synapses[head] = n.layer
+        else:
+            raise HlsError(f"graph node '{n.name}': op '{n.op}' has no hls4ml stage")
+        seen = observed(n, b.mem_frac, graph) if n.op not in ("tokens", "head") else None
+        if seen is not None and n.name not in outputs:
+            checks.append(_trace(env[n.name].name, seen[0], seen[1], channels_first=len(n.shape) == 3))
 
-    def inputs(x_int, traces):
-        return [steps_first(traces[_stream_in(i)]) * 2.0 ** -b.mem_frac]
+    if len(outputs) > 1:
+        if any(graph[o].format != "spikes" for o in outputs):
+            raise HlsError(f"stage '{name}': several outputs {outputs} can only be concatenated when all are spikes")
+        out_fx = fxg.call_function(torch.cat, (tuple(env[o] for o in outputs),), {"dim": 1})
+        precisions[out_fx.name] = {"result": b.spike}
+        keys = [observed(graph[o], b.mem_frac, graph)[0] for o in outputs]
+        output_check = TraceCheck(out_fx.name, " | ".join(keys), 0,
+                                  lambda tr: steps_first(np.concatenate([tr[k] for k in keys], axis=-1)))
+    elif head_node is not None:
+        out_fx = env[outputs[0]]
+        spec = ex.layer(head_node.layer)
+        steps = cfg.time_steps * graph[head_node.inputs[0]].shape[0]
+        spikes_key = observed(graph[head_node.inputs[0]], b.mem_frac, graph)[0]
+        count, head = f"{local[head_node.name]}_count", local[head_node.name]
+        acc = spec["acc_bits_needed"]
+        precisions[count] = {"result": f"ap_uint<{steps.bit_length()}>"}
+        precisions[head] = {**b.synapse(head_node.layer, result=fixed(acc, spec["acc_frac"])), "bias": fixed(acc, spec["acc_frac"])}
+        w, bias = ex.weight(head_node.layer), ex.bias(head_node.layer)
 
-    return Stage(f"{p}.qk", QKStage(), ["u"], [(cfg.dim, cfg.grid_h, cfg.grid_w)], {"u": b.membrane},
-                 precisions, inputs, checks,
-                 output_check=TraceCheck("cat", f"{p}.attn.lif_q.s | {p}.attn.lif_k.s", 0, expected_qk),
-                 synapses={"q": f"{p}.attn.q", "k": f"{p}.attn.k"})
+        def running_counts(tr):  # (T, B, N, D) spikes -> counts so far (B*T, D)
+            return steps_first(np.cumsum(tr[spikes_key].sum(axis=2), axis=0))
+
+        checks.append(TraceCheck(count, f"{spikes_key} summed so far", 0, running_counts))
+        output_check = TraceCheck(head, "logits (and the running sums before the last step)", spec["acc_frac"],
+                                  lambda tr: running_counts(tr) @ w.T + steps * bias)
+    else:
+        out_fx = env[outputs[0]]
+        key, frac = observed(graph[outputs[0]], b.mem_frac, graph) or (None, 0)
+        if key is None:
+            raise HlsError(f"stage '{name}': its output '{outputs[0]}' is not in the golden traces")
+        output_check = _trace(out_fx.name, key, frac, channels_first=len(graph[outputs[0]].shape) == 3)
+    fxg.output(out_fx)
+    module = fx.GraphModule(root, fxg)
+
+    def input_values(x_int: np.ndarray, traces: dict[str, np.ndarray]) -> list[np.ndarray]:
+        values = []
+        for i in inputs:
+            src = graph[i]
+            if src.op == "input":
+                fmt = ex.manifest["formats"]["input"]
+                x = np.asarray(x_int, np.float64) * 2.0 ** -fmt["frac"]
+                if x.ndim == 4:  # a static image: the same input at every step
+                    x = np.repeat(x[:, None], cfg.time_steps, axis=1)
+                values.append(np.moveaxis(x, 2, -1).reshape(x.shape[0] * x.shape[1], -1))  # (B*T, H*W*C)
+                continue
+            key, frac = observed(src, b.mem_frac, graph) or (None, 0)
+            if key is None:
+                raise HlsError(f"stage '{name}': its input '{i}' is not in the golden traces")
+            values.append(steps_first(traces[key], len(src.shape) == 3).astype(np.float64) * 2.0 ** -frac)
+        return values
+
+    consumers = {u for o in outputs for u in users[o] if u not in inside}
+    feeds = [u for u in consumers if graph[u].op in RTL_OPS]
+    return Stage(name, module, input_names, input_shapes, input_precisions, precisions, input_values, checks,
+                 output_check=output_check, synapses=synapses, feeds_rtl=feeds[0] if feeds else None,
+                 logits=head_node is not None)
 
 
-def post_stage(b: _Builder, i: int) -> Stage:
-    cfg, p = b.cfg, f"blocks.{i}"
-
-    class PostStage(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.proj = _conv(b.ex, f"{p}.attn.proj", 1)
-            self.lif_in = b.lif(f"{p}.lif_mlp_in")
-            self.fc1, self.lif_hidden = _conv(b.ex, f"{p}.mlp.fc1", 1), b.lif(f"{p}.mlp.lif")
-            self.fc2 = _conv(b.ex, f"{p}.mlp.fc2", 1)
-
-        def forward(self, o, u):
-            u = u + self.proj(o)
-            return u + self.fc2(self.lif_hidden(self.fc1(self.lif_in(u))))
-
-    precisions = {"proj": b.synapse(f"{p}.attn.proj"), "add": {"result": b.membrane_sat},
-                  "lif_in": {"result": b.spike}, "fc1": b.synapse(f"{p}.mlp.fc1"),
-                  "lif_hidden": {"result": b.spike}, "fc2": b.synapse(f"{p}.mlp.fc2"),
-                  "add_1": {"result": b.membrane_sat}}
-    checks = [_trace("add", f"{p}.u_attn", b.mem_frac), _trace("lif_in", f"{p}.lif_mlp_in.s", 0),
-              _trace("fc1", f"{p}.mlp.lif.x", b.mem_frac), _trace("lif_hidden", f"{p}.mlp.lif.s", 0)]
-
-    def inputs(x_int, traces):
-        return [steps_first(traces[f"{p}.attn.lif_o.s"]).astype(np.float64),
-                steps_first(traces[_stream_in(i)]) * 2.0 ** -b.mem_frac]
-
-    shape = (cfg.dim, cfg.grid_h, cfg.grid_w)
-    return Stage(f"{p}.post", PostStage(), ["o", "u"], [shape, shape], {"o": b.spike, "u": b.membrane},
-                 precisions, inputs, checks, output_check=_trace("add_1", f"{p}.u_out", b.mem_frac),
-                 synapses={"proj": f"{p}.attn.proj", "fc1": f"{p}.mlp.fc1", "fc2": f"{p}.mlp.fc2"})
-
-
-def head_stage(b: _Builder) -> Stage:
-    cfg, ex = b.cfg, b.ex
-    steps = cfg.time_steps * cfg.num_tokens
-    spec = ex.layer("head")
-
-    class HeadStage(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lif = b.lif("head_lif")
-            self.count = spike_count_module(cfg.time_steps)
-            self.head = nn.Linear(cfg.dim, cfg.num_classes)
-            with torch.no_grad():  # the contract adds the bias once per token and step: T*N times
-                self.head.weight.copy_(torch.from_numpy(ex.weight("head") * 2.0 ** -spec["weight_frac"]))
-                self.head.bias.copy_(torch.from_numpy(ex.bias("head") * steps * 2.0 ** -spec["acc_frac"]))
-
-        def forward(self, u):
-            return self.head(self.count(self.lif(u)))
-
-    acc = spec["acc_bits_needed"]
-    head = b.synapse("head", result=fixed(acc, spec["acc_frac"]))
-    head["bias"] = fixed(acc, spec["acc_frac"])
-
-    def running_counts(tr):  # (T, B, N, D) spikes -> counts so far (B*T, D)
-        return steps_first(np.cumsum(tr["head_lif.s"].sum(axis=2), axis=0))
-
-    def running_logits(tr):
-        return running_counts(tr) @ ex.weight("head").T + steps * ex.bias("head")
-
-    def inputs(x_int, traces):
-        return [steps_first(traces[f"blocks.{cfg.depth - 1}.u_out"]) * 2.0 ** -b.mem_frac]
-
-    precisions = {"lif": {"result": b.spike}, "count": {"result": f"ap_uint<{(steps).bit_length()}>"}, "head": head}
-    checks = [_trace("lif", "head_lif.s", 0), TraceCheck("count", "head_lif.s summed so far", 0, running_counts)]
-    return Stage("head", HeadStage(), ["u"], [(cfg.dim, cfg.grid_h, cfg.grid_w)], {"u": b.membrane},
-                 precisions, inputs, checks,
-                 output_check=TraceCheck("head", "logits (and the running sums before the last step)",
-                                         spec["acc_frac"], running_logits),
-                 synapses={"head": "head"})
+def _head_linear(ex: IntegerExport, layer: str, steps: int) -> nn.Linear:
+    """The head's linear on spike counts; the contract adds the bias once per token and step."""
+    spec, w = ex.layer(layer), ex.weight(layer)
+    head = nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(w * 2.0 ** -spec["weight_frac"]))
+        head.bias.copy_(torch.from_numpy(ex.bias(layer) * steps * 2.0 ** -spec["acc_frac"]))
+    return head
 
 
 def _trace(layer: str, key: str, frac: int, channels_first: bool = False) -> TraceCheck:
@@ -304,9 +318,7 @@ def _trace(layer: str, key: str, frac: int, channels_first: bool = False) -> Tra
 
 
 def build_stages(ex: IntegerExport) -> list[Stage]:
-    """Every hls4ml stage of an export, in dataflow order."""
+    """Every hls4ml stage of an export, in dataflow order: the graph's segments, less the RTL's."""
     b = _Builder(ex)
-    stages = [sps_stage(b)]
-    for i in range(ex.cfg.depth):
-        stages += [qk_stage(b, i), post_stage(b, i)]
-    return stages + [head_stage(b)]
+    return [graph_stage(b, name, nodes) for name, nodes in ex.graph.segments()
+            if not any(n.op in RTL_OPS for n in nodes)]

@@ -1,11 +1,13 @@
 """The integer export: a versioned artifact that the golden model, hls4ml and the RTL all read.
 
-    EXPORT_DIR/manifest.json   schema, configs, formats, rounding, every layer and neuron, every
-                               tensor's shape / dtype / bit width / scale / sha256, content hash
+    EXPORT_DIR/manifest.json   schema, configs, formats, rounding, every layer and neuron, the
+                               network graph (saformer.graph), every tensor's shape / dtype /
+                               bit width / scale / sha256, content hash
     EXPORT_DIR/tensors.npz     the integers (weights int8/int16, biases int32/int64)
 
 Nothing downstream reads the float checkpoint. :func:`load_export` checks everything it reads and
-raises :class:`ExportError` naming the tensor or field at fault.
+raises :class:`ExportError` naming the tensor or field at fault. Schema version 1 (before the
+graph) is upgraded on load: its topology is the one its model config implies.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +26,15 @@ import torch
 import saformer
 from saformer.config import ModelConfig, QuantConfig
 from saformer.errors import SaformerError
+from saformer.graph import Graph, GraphError, network_graph
 from saformer.model.neuron import LIF
 from saformer.quant.fixed_point import int_range, threshold_units
 from saformer.quant.qat import QuantSAFormer, synapse_layers
 from saformer.quant.validate import ContractError, check_contract, check_manifest_structure, worst_case_accumulator
 
 SCHEMA = "saformer-integer-export"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the network graph in the manifest
+READS_VERSIONS = (1, 2)  # 1 is upgraded on load (graph from its model config)
 MANIFEST, TENSORS = "manifest.json", "tensors.npz"
 ROUNDING = {
     "runtime": "floor: every scale change is an arithmetic shift right (x >> k), LIF included",
@@ -83,6 +88,13 @@ class IntegerExport:
     def theta(self, neuron: str) -> int:
         return self.manifest["neurons"][neuron]["theta"]
 
+    @cached_property
+    def graph(self) -> Graph:
+        """The network graph: the manifest's, or for a version-1 export the one its config implies."""
+        if "graph" in self.manifest:
+            return Graph.from_list(self.manifest["graph"], self.manifest["layers"])
+        return network_graph(self.cfg)
+
 
 @torch.no_grad()
 def build_export(model: QuantSAFormer, dataset: str, extra: dict[str, Any] | None = None
@@ -131,7 +143,7 @@ def build_export(model: QuantSAFormer, dataset: str, extra: dict[str, Any] | Non
                     "accumulator": {"bits": qcfg.accumulator_bits},
                     "sasa_score": {"frac": 2 * (cfg.window.bit_length() - 1), "window": cfg.window,
                                    "n_agg": cfg.n_agg}},
-        "layers": layers, "neurons": neurons,
+        "layers": layers, "neurons": neurons, "graph": network_graph(cfg).to_list(),
         "tensors": {name: {"shape": list(a.shape), "dtype": str(a.dtype),
                            "bits": layers[name.rsplit(".", 1)[0]]["weight_bits"] if name.endswith(".weight")
                            else qcfg.accumulator_bits,
@@ -166,9 +178,9 @@ def load_export(export_dir: Path) -> IntegerExport:
     if isinstance(manifest, dict):
         if manifest.get("schema") != SCHEMA:
             raise ExportError(f"'{mpath}' is not a saformer integer export (schema {manifest.get('schema')!r})")
-        if manifest.get("schema_version") != SCHEMA_VERSION:
+        if manifest.get("schema_version") not in READS_VERSIONS:
             raise ExportError(f"'{mpath}': unknown schema version {manifest.get('schema_version')!r}; "
-                              f"this saformer reads version {SCHEMA_VERSION}")
+                              f"this saformer reads versions {list(READS_VERSIONS)}")
     try:
         check_manifest_structure(manifest)
     except ContractError as exc:
@@ -205,5 +217,32 @@ def load_export(export_dir: Path) -> IntegerExport:
         check_contract(manifest, arrays, ROUNDING)
     except ContractError as exc:
         raise ExportError(f"'{mpath}' breaks the integer contract: {exc}") from None
-    return IntegerExport(manifest, {k: v.astype(np.int64) for k, v in arrays.items()})
+    ex = IntegerExport(manifest, {k: v.astype(np.int64) for k, v in arrays.items()})
+    check_graph(ex, mpath)
+    return ex
+
+
+def check_graph(ex: IntegerExport, where: Path | str) -> None:
+    """The graph is well formed, reads every layer once, and its neurons are the manifest's."""
+    if manifest_version(ex.manifest) >= 2 and "graph" not in ex.manifest:
+        raise ExportError(f"'{where}': a version-{ex.manifest['schema_version']} export must hold its 'graph'")
+    try:
+        graph = ex.graph
+    except (GraphError, KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"'{where}': the network graph is malformed: {exc}") from None
+    neurons = graph.neurons()
+    if sorted(neurons) != sorted(ex.manifest["neurons"]) or len(set(neurons)) != len(neurons):
+        missing = sorted(set(ex.manifest["neurons"]) - set(neurons))
+        extra = sorted(set(neurons) - set(ex.manifest["neurons"]))
+        raise ExportError(f"'{where}': the graph's neurons are not the manifest's (not in the graph: {missing}; "
+                          f"unknown: {extra}; each once)")
+    image = graph.nodes[0].shape
+    cfg = ex.cfg
+    if list(image) != [cfg.in_channels, cfg.height, cfg.width] or graph.output.shape != (cfg.num_classes,):
+        raise ExportError(f"'{where}': the graph takes {list(image)} to {list(graph.output.shape)}, the model "
+                          f"config {[cfg.in_channels, cfg.height, cfg.width]} to [{cfg.num_classes}]")
+
+
+def manifest_version(manifest: dict[str, Any]) -> int:
+    return int(manifest.get("schema_version", 0))
 

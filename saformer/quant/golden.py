@@ -4,7 +4,8 @@ It reads nothing but an integer export. Functions are named after the hardware b
 check; the forward pass uses int64 arrays throughout (no floats), vectorized over batch, tokens
 and channels, with a loop only over time steps where the LIF membrane carries state.
 
-Traces (``trace=True``) use the QAT model's module names: ``<lif>.x`` is a neuron's input drive
+The network is the export's graph (saformer.graph), walked node by node. Traces
+(``trace=True``) use the QAT model's module names: ``<lif>.x`` is a neuron's input drive
 and ``<lif>.s`` its spikes (T, B, ...), ``sps.u0`` / ``blocks.i.u_attn`` / ``blocks.i.u_out`` the
 residual stream, ``blocks.i.attn.score`` the SASA count sum w^2 * a, and ``logits`` the head
 accumulator. Each value is an integer in the units of its format (docs/integer_contract.md).
@@ -22,7 +23,6 @@ from saformer.errors import ShapeError
 from saformer.model.saformer import is_static_input
 from saformer.quant.export import IntegerExport
 from saformer.quant.fixed_point import lif_int, saturate, shift_to_membrane
-from saformer.quant.validate import IMAGE_LAYER
 
 INT_MIN = np.iinfo(np.int64).min
 
@@ -106,90 +106,85 @@ def sasa_core(q: np.ndarray, k: np.ndarray, n_agg: int, grid: tuple[int, int], t
 
 # ---- the network ------------------------------------------------------------------------------
 class GoldenModel:
-    """The integer SAFormer of an export."""
+    """The integer SAFormer of an export: its graph (saformer.graph), node by node.
+
+    A value is (array, temporal): temporal arrays are (T, B, *shape); a static image and what
+    is computed from it before the first neuron have no time axis, so the first conv of a static
+    image runs once, not T times (a LIF broadcasts its static drive over the T steps).
+    """
 
     def __init__(self, export: IntegerExport) -> None:
         self.ex = export
         self.cfg, self.qcfg = export.cfg, export.qcfg
+        self.graph = export.graph
         self.mem = (self.qcfg.membrane_frac, self.qcfg.membrane_bits)
         # The export proved every accumulator fits accumulator_bits: int32 sums are then exact.
         self.acc_dtype = np.int32 if self.qcfg.accumulator_bits <= 32 else np.int64
 
     # one synaptic layer, its output in membrane format (by the export's out_shift, as the RTL reads it)
-    def synapse(self, name: str, x: np.ndarray) -> np.ndarray:
+    def synapse(self, name: str, x: np.ndarray, spikes: bool = True) -> np.ndarray:
         spec = self.ex.layer(name)
         w, b = self.ex.weight(name), self.ex.bias(name)
-        spikes = name != IMAGE_LAYER  # every synaptic layer but the first sees spikes
         if spec["kind"] in ("conv", "dwconv"):
             acc = conv3x3(x, w, b, spec["groups"], self.acc_dtype, spikes)
         else:
             acc = linear(x, w, b, self.acc_dtype, spikes)
         return shift_to_membrane(acc, spec["out_shift"], self.qcfg.membrane_bits)
 
-    def lif(self, name: str, x: np.ndarray, tr: dict | None) -> np.ndarray:
-        s, _ = lif_int(x, self.ex.theta(name))
-        if tr is not None:
-            tr[f"{name}.x"], tr[f"{name}.s"] = x, s
-        return s.astype(np.int64)
+    def sasa(self, node, q: np.ndarray, k: np.ndarray) -> dict[str, np.ndarray]:
+        a = node.attrs
+        dwc = None
+        if node.layer is not None:
+            dwc = (self.ex.weight(node.layer), self.ex.bias(node.layer), self.ex.layer(node.layer)["out_shift"])
+        return sasa_core(q, k, a["n_agg"], tuple(a["grid"]), self.ex.theta(a["lif_a"]), self.ex.theta(a["lif_o"]),
+                         *self.mem, dwc=dwc, acc_dtype=self.acc_dtype)
 
-    def sat(self, x: np.ndarray) -> np.ndarray:
-        return saturate(x, self.qcfg.membrane_bits)
-
-    def over_time(self, fn, x: np.ndarray) -> np.ndarray:
-        y = fn(x.reshape(-1, *x.shape[2:]))
-        return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
-
-    def sps(self, x: np.ndarray, static: bool, tr: dict | None) -> np.ndarray:
-        cfg = self.cfg
-        pooled = [i + 1 in cfg.pool_layers for i in range(4)]
-        if static:  # the same image at every step: conv1 once, repeated
-            y = self.synapse("sps.convs.0", x)
-            y = maxpool3x3s2(y) if pooled[0] else y
-            y = np.broadcast_to(y, (cfg.time_steps, *y.shape))
-        else:
-            y = self.over_time(lambda f: self.synapse("sps.convs.0", f), x)
-            y = self.over_time(maxpool3x3s2, y) if pooled[0] else y
-        for i in range(1, 4):
-            s = self.lif(f"sps.lifs.{i - 1}", y, tr)
-            y = self.over_time(lambda f: self.synapse(f"sps.convs.{i}", f), s)
-            y = self.over_time(maxpool3x3s2, y) if pooled[i] else y
-        rpe = self.over_time(lambda f: self.synapse("sps.rpe", f), self.lif("sps.lifs.3", y, tr))
-        u = self.sat(y + rpe)
-        t, b, d, h, w = u.shape
-        u = u.reshape(t, b, d, h * w).transpose(0, 1, 3, 2)  # row-major tokens (T, B, N, D)
-        if tr is not None:
-            tr["sps.u0"] = u
-        return u
-
-    def sasa(self, p: str, s: np.ndarray, tr: dict | None) -> np.ndarray:
-        cfg = self.cfg
-        q = self.lif(f"{p}.lif_q", self.synapse(f"{p}.q", s), tr)
-        k = self.lif(f"{p}.lif_k", self.synapse(f"{p}.k", s), tr)
-        dwc = (self.ex.weight(f"{p}.dwc"), self.ex.bias(f"{p}.dwc"), self.ex.layer(f"{p}.dwc")["out_shift"]) if cfg.dwc else None
-        core = sasa_core(q, k, cfg.n_agg, (cfg.grid_h, cfg.grid_w), self.ex.theta(f"{p}.lif_a"),
-                         self.ex.theta(f"{p}.lif_o"), *self.mem, dwc=dwc, acc_dtype=self.acc_dtype)
-        if tr is not None:
-            tr[f"{p}.score"] = core["score"]
-            tr[f"{p}.lif_a.x"], tr[f"{p}.lif_a.s"] = core["score"], core["mask"]
-            tr[f"{p}.lif_o.x"], tr[f"{p}.lif_o.s"] = core["drive"], core["o"]
-        return self.synapse(f"{p}.proj", core["o"].astype(np.int64))
-
-    def block(self, i: int, u: np.ndarray, tr: dict | None) -> np.ndarray:
-        p = f"blocks.{i}"
-        u = self.sat(u + self.sasa(f"{p}.attn", self.lif(f"{p}.lif_attn_in", u, tr), tr))
-        if tr is not None:
-            tr[f"{p}.u_attn"] = u
-        hidden = self.lif(f"{p}.mlp.lif", self.synapse(f"{p}.mlp.fc1", self.lif(f"{p}.lif_mlp_in", u, tr)), tr)
-        u = self.sat(u + self.synapse(f"{p}.mlp.fc2", hidden))
-        if tr is not None:
-            tr[f"{p}.u_out"] = u
-        return u
-
-    def head(self, u: np.ndarray, tr: dict | None) -> np.ndarray:
+    def head(self, node, s: np.ndarray) -> np.ndarray:
         """The head accumulates its weight column for every spike, plus T*N times the bias."""
-        counts = self.lif("head_lif", u, tr).sum(axis=(0, 2))  # (B, D)
-        steps = self.cfg.time_steps * self.cfg.num_tokens
-        return counts @ self.ex.weight("head").T + steps * self.ex.bias("head")
+        counts = s.sum(axis=(0, 2))  # (B, D): over steps and tokens
+        steps = s.shape[0] * s.shape[2]
+        return counts @ self.ex.weight(node.layer).T + steps * self.ex.bias(node.layer)
+
+    def _node(self, node, ins: list[tuple[np.ndarray, bool]], tr: dict | None) -> tuple[np.ndarray, bool]:
+        op = node.op
+        if op in ("synapse", "maxpool", "tokens"):
+            (x, temporal), = ins
+            if op == "synapse":
+                spikes = self.graph[node.inputs[0]].format == "spikes"
+                fn = lambda f: self.synapse(node.layer, f, spikes)  # noqa: E731
+            elif op == "maxpool":
+                fn = maxpool3x3s2
+            else:  # (M, D, H, W) -> (M, N, D), row-major tokens
+                fn = lambda f: f.reshape(f.shape[0], f.shape[1], -1).transpose(0, 2, 1)  # noqa: E731
+            if not temporal:
+                return fn(x), False
+            y = fn(x.reshape(-1, *x.shape[2:]))
+            return y.reshape(x.shape[0], x.shape[1], *y.shape[1:]), True
+        if op == "lif":
+            (x, temporal), = ins
+            if not temporal:
+                x = np.broadcast_to(x, (self.cfg.time_steps, *x.shape))
+            s, _ = lif_int(x, self.ex.theta(node.neuron))
+            if tr is not None:
+                tr[f"{node.neuron}.x"], tr[f"{node.neuron}.s"] = x, s
+            return s.astype(np.int64), True
+        if op == "add":
+            (a, ta), (b, tb) = ins
+            if ta != tb:  # a static value meets a temporal one: the static is the same at every step
+                a, b = (a, b[None]) if ta else (a[None], b)
+            return saturate(a + b, self.qcfg.membrane_bits), ta or tb
+        if op == "sasa":
+            (q, _), (k, _) = ins
+            core = self.sasa(node, q, k)
+            if tr is not None:
+                tr[f"{node.name}.score"] = core["score"]
+                tr[f"{node.attrs['lif_a']}.x"], tr[f"{node.attrs['lif_a']}.s"] = core["score"], core["mask"]
+                tr[f"{node.attrs['lif_o']}.x"], tr[f"{node.attrs['lif_o']}.s"] = core["drive"], core["o"]
+            return core["o"].astype(np.int64), True
+        if op == "head":
+            (s, _), = ins
+            return self.head(node, s), False
+        raise ShapeError(f"graph node '{node.name}': the golden model has no op '{op}'")
 
     def forward(self, x: np.ndarray, trace: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
         """Integer logits (B, classes) in units of 2^-head.acc_frac, and the traces if asked."""
@@ -198,10 +193,16 @@ class GoldenModel:
         static = is_static_input(self.cfg, x.shape, " (golden model)")
         tr: dict[str, np.ndarray] | None = {} if trace else None
         x = x.astype(np.int64)
-        u = self.sps(x if static else x.transpose(1, 0, 2, 3, 4), static, tr)
-        for i in range(self.cfg.depth):
-            u = self.block(i, u, tr)
-        logits = self.head(u, tr)
-        if tr is not None:
-            tr["logits"] = logits
-        return logits, (tr or {})
+        values: dict[str, tuple[np.ndarray, bool]] = {}
+        last_use = self.graph.last_use()
+        for idx, node in enumerate(self.graph):
+            if node.op == "input":
+                values[node.name] = (x, False) if static else (x.transpose(1, 0, 2, 3, 4), True)
+                continue
+            values[node.name] = self._node(node, [values[i] for i in node.inputs], tr)
+            if tr is not None and node.trace:
+                tr[node.name] = values[node.name][0]
+            for i in node.inputs:  # free what no later node reads
+                if last_use[i] == idx:
+                    del values[i]
+        return values[self.graph.output.name][0], (tr or {})

@@ -13,13 +13,11 @@ from typing import Any
 
 from saformer.config import ModelConfig
 from saformer.errors import SaformerError
-from saformer.rundir import write_json
+from saformer.rundir import RUN_FILES, write_json
 from saformer.report.energy import energy_table
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
-SOURCES = {"float": "float/metrics.json", "qat": "qat/metrics.json", "export": "export/export.json",
-           "manifest": "export/manifest.json", "golden": "golden/golden.json", "hls": "hls/hls.json",
-           "rtl": "rtl/rtl.json", "synth": "synth/synth.json", "sweep": "sweep/sweep.json", "flow": "flow.json"}
+SOURCES = RUN_FILES  # the run directory's layout (saformer.rundir): what the report reads
 STATIC_DATASETS = {"digits", "cifar10", "cifar100"}
 
 

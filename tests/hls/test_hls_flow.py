@@ -48,16 +48,16 @@ def test_precisions_follow_the_contract(hls_report):
     _, report = hls_report
     sps = report["stages"][0]["layers"]
     assert sps["image"]["result"] == "fixed<8,4,TRN,WRAP,0>"  # int8 image, 4 fractional bits
-    assert sps["lif0"]["result"] == "uint<1>"
-    assert "TRN,SAT" in sps["conv1"]["result"]  # floor and saturate into the Q8.8 membrane
+    assert sps["lifs_0"]["result"] == "uint<1>"
+    assert "TRN,SAT" in sps["convs_1"]["result"]  # floor and saturate into the Q8.8 membrane
     qk = report["stages"][1]["layers"]
-    assert qk["q"]["weight"].startswith("fixed<8,")  # 8-bit weights, power-of-two scale
+    assert qk["attn_q"]["weight"].startswith("fixed<8,")  # 8-bit weights, power-of-two scale
 
 
 def test_mixed_hls_qk_into_rtl_core(hls_report):
     _, report = hls_report
     mixed = report["mixed_hls_rtl"]
-    assert [m["layer"] for m in mixed] == [0, 1]
+    assert [m["layer"] for m in mixed] == ["blocks.0.attn", "blocks.1.attn"]
     assert all(m["bit_exact"] for m in mixed) and report["mixed_bit_exact"]
     assert all(m["cycles"] == m["predicted_cycles"] for m in mixed)
 
@@ -69,13 +69,13 @@ def test_a_narrower_membrane_is_caught(qat_runs, tmp_path):
     _, export = qat_runs[8]
     ex = load_export(export)
     stage = next(s for s in build_stages(ex) if s.name == "blocks.0.qk")
-    stage.precisions["q"]["result"] = fixed(16, 6, rounding="AP_TRN", saturation="AP_SAT")
+    stage.precisions["attn_q"]["result"] = fixed(16, 6, rounding="AP_TRN", saturation="AP_SAT")
     x_int = sample_inputs(ex, 2, None)
     _, traces = GoldenModel(ex).forward(x_int, trace=True)
     record, _ = run_stage(stage, HlsOptions(), tmp_path / "qk", ex, x_int, traces)
     by_layer = {c["layer"]: c["mismatches"] for c in record["checks"]}
     assert not record["bit_exact"]
-    assert by_layer["q"] > 0 and by_layer["k"] == 0 and by_layer["lif_in"] == 0
+    assert by_layer["attn_q"] > 0 and by_layer["attn_k"] == 0 and by_layer["lif_attn_in"] == 0
 
 
 def test_lif_step_reference_keeps_state_and_resets_every_t_calls():
@@ -121,10 +121,10 @@ def test_layers_and_precisions_hls4ml_cannot_take_are_named(qat_runs):
 
 
 def test_options_defaults_patterns_and_bad_values(tmp_path):
-    opts = HlsOptions(layers={"blocks.*.post/fc*": LayerOptions(4, "Resource"), "blocks.1.post/fc2": LayerOptions(8)})
-    assert opts.for_layer("sps", "conv0") == LayerOptions(1, "Latency")
-    assert opts.for_layer("blocks.0.post", "fc1") == LayerOptions(4, "Resource")
-    assert opts.for_layer("blocks.1.post", "fc2") == LayerOptions(8, "Latency")  # the last match wins
+    opts = HlsOptions(layers={"blocks.*.post/mlp_fc*": LayerOptions(4, "Resource"), "blocks.1.post/mlp_fc2": LayerOptions(8)})
+    assert opts.for_layer("sps", "convs_0") == LayerOptions(1, "Latency")
+    assert opts.for_layer("blocks.0.post", "mlp_fc1") == LayerOptions(4, "Resource")
+    assert opts.for_layer("blocks.1.post", "mlp_fc2") == LayerOptions(8, "Latency")  # the last match wins
     cfg = tmp_path / "hls.yml"
     cfg.write_text("clock_period: 4\ndefaults: {reuse_factor: 2}\nlayers:\n  head/head: {strategy: Resource}\n")
     loaded = HlsOptions.from_file(cfg, backend="Vivado")

@@ -145,8 +145,8 @@ def test_an_edited_copy_with_no_change_is_accepted(export_parts, tmp_path):
 
 def test_an_unknown_schema_version_is_named(export_parts, tmp_path):
     manifest = copy.deepcopy(export_parts[0])
-    manifest["schema_version"] = 2
-    with pytest.raises(ExportError, match=re.escape("unknown schema version 2")):
+    manifest["schema_version"] = 3
+    with pytest.raises(ExportError, match=re.escape("unknown schema version 3")):
         load_export(rewrite(tmp_path, manifest, dict(export_parts[1])))
 
 

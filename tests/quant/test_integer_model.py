@@ -84,7 +84,7 @@ def test_export_manifest_describes_every_tensor(qat_runs):
     _, export = qat_runs[4]
     ex = load_export(export)
     m = ex.manifest
-    assert m["schema_version"] == 1 and m["quant_config"]["weight_bits"] == 4
+    assert m["schema_version"] == 2 and m["quant_config"]["weight_bits"] == 4
     assert m["formats"]["membrane"] == {"bits": 16, "frac": 8} and "floor" in m["rounding"]["runtime"]
     for name, layer in m["layers"].items():
         w = ex.weight(name)
@@ -141,7 +141,7 @@ def test_load_refuses_a_value_outside_its_bit_width(export_copy, tmp_path):
 
 def test_load_refuses_an_unknown_schema_version(export_copy):
     rewrite_manifest(export_copy, lambda m: m.update(schema_version=99))
-    with pytest.raises(ExportError, match="unknown schema version 99; this saformer reads version 1"):
+    with pytest.raises(ExportError, match="unknown schema version 99; this saformer reads versions \[1, 2\]"):
         load_export(export_copy)
 
 

@@ -1,0 +1,40 @@
+"""The hardware config: one frozen dataclass for what is hardware, not model, validated up front."""
+
+import pytest
+
+from saformer.cli import main
+from saformer.config import HardwareConfig, get_config
+from saformer.errors import ConfigError
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lanes", 0, "lanes must be a positive integer, got 0"),
+    ("lanes", True, "lanes must be a positive integer, got True"),
+    ("family", "virtex2", "family 'virtex2'; known: ['xc7', 'xcup']"),
+    ("ecp5_device", "LFE5U-12F", "ECP5 device 'LFE5U-12F'"),
+    ("clock_mhz", 0, "clock_mhz must be in (0, 1000]"),
+])
+def test_a_bad_setting_is_refused_naming_it(field, value, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):
+        HardwareConfig(**{field: value})
+
+
+def test_round_trip_and_unknown_fields():
+    hw = HardwareConfig(lanes=16, family="xcup", ecp5_device="LFE5U-45F", clock_mhz=150.0)
+    assert HardwareConfig.from_dict(hw.to_dict()) == hw and hw.ecp5_flag == "--45k"
+    with pytest.raises(ConfigError, match=r"unknown hardware config field\(s\) \['lane'\]"):
+        HardwareConfig.from_dict({"lane": 8})
+
+
+def test_lanes_must_divide_the_model_width():
+    HardwareConfig(lanes=16).check_model(get_config("saformer-2-64"))
+    with pytest.raises(ConfigError, match=r"--lanes 48: D=64 is not a multiple .* choose among \[1, 2, 4, 8, 16, 32, 64\]"):
+        HardwareConfig(lanes=48).check_model(get_config("saformer-2-64"))
+
+
+def test_flow_refuses_a_bad_clock_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["flow", "--out", str(tmp_path / "run"), "--clock-mhz", "0"])
+    assert exit_.value.code == 2
+    assert "--clock-mhz" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
