@@ -364,10 +364,11 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     r = cosimulate_export(Path(args.export_dir), Path(args.out), hw=HardwareConfig(lanes=args.lanes), images=args.images,
                           p_idle=args.p_idle, p_backpressure=args.p_backpressure, seed=args.seed,
                           data_dir=args.data_dir)
-    print(f"{'layer':>5} {'bit-exact':>10} {'with stalls':>12} {'cycles':>8} {'model':>8} {'bound':>8}")
+    width = max(5, *(len(x["layer"]) for x in r["layers"]))
+    print(f"{'layer':>{width}} {'bit-exact':>10} {'with stalls':>12} {'cycles':>8} {'model':>8}")
     for x in r["layers"]:
-        print(f"{x['layer']:>5} {str(x['bit_exact_stall_free']):>10} {str(x['bit_exact_with_stalls']):>12} "
-              f"{x['cycles']:>8} {x['predicted_cycles']:>8} {x['bound']:>8}")
+        print(f"{x['layer']:>{width}} {str(x['bit_exact_stall_free']):>10} {str(x['bit_exact_with_stalls']):>12} "
+              f"{x['cycles']:>8} {x['predicted_cycles']:>8}")
     print(f"wrote {Path(args.out) / 'rtl.json'}")
     return 0 if r["all_bit_exact"] and r["all_cycles_match"] else 1
 
