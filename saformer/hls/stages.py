@@ -32,7 +32,7 @@ import torch
 from torch import fx, nn
 
 from saformer.errors import SaformerError
-from saformer.graph import RTL_OPS, Graph, Node
+from saformer.graph import RTL_OPS, Graph, GraphError, Node
 from saformer.hls.extension import lif_module, spike_count_module
 from saformer.quant.export import IntegerExport
 
@@ -104,7 +104,11 @@ class _Builder:
     """Precisions and checks for one export, shared by the stage constructors."""
 
     def __init__(self, ex: IntegerExport) -> None:
-        self.ex, self.cfg, self.q, self.graph = ex, ex.cfg, ex.qcfg, ex.graph
+        try:
+            self.graph = ex.graph
+        except GraphError as exc:  # an export edited around load_export: still a one-line error
+            raise HlsError(f"the export's graph has no hls4ml stages: {exc}") from None
+        self.ex, self.cfg, self.q = ex, ex.cfg, ex.qcfg
         self.mem_bits, self.mem_frac = self.q.membrane_bits, self.q.membrane_frac
         self.membrane = fixed(self.mem_bits, self.mem_frac)
         self.membrane_sat = fixed(self.mem_bits, self.mem_frac, rounding="AP_TRN", saturation="AP_SAT")
