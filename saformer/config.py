@@ -307,12 +307,6 @@ class HardwareConfig:
         if not (isinstance(self.clock_mhz, (int, float)) and 0 < self.clock_mhz <= 1000):
             raise ConfigError(f"hardware config: clock_mhz must be in (0, 1000], got {self.clock_mhz!r}")
 
-    def check_model(self, cfg: ModelConfig) -> None:
-        """Refuse a lane count the model's SASA layers cannot take, naming the choices."""
-        if cfg.dim % self.lanes:
-            raise ConfigError(f"--lanes {self.lanes}: D={cfg.dim} is not a multiple of the SASA core's lane count; "
-                              f"choose among {divisors(cfg.dim)}")
-
     @property
     def ecp5_flag(self) -> str:
         return ECP5_DEVICES[self.ecp5_device]

@@ -85,6 +85,11 @@ class Graph:
     def __init__(self, nodes: list[Node]) -> None:
         self.nodes = list(nodes)
         self.by_name = {n.name: n for n in self.nodes}
+        self._users: dict[str, list[str]] = {n.name: [] for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                if i in self._users:  # a dangling input is validate()'s to name
+                    self._users[i].append(n.name)
 
     def __iter__(self):
         return iter(self.nodes)
@@ -115,11 +120,8 @@ class Graph:
         return out
 
     def consumers(self) -> dict[str, list[str]]:
-        users: dict[str, list[str]] = {n.name: [] for n in self.nodes}
-        for n in self.nodes:
-            for i in n.inputs:
-                users[i].append(n.name)
-        return users
+        """Per node, the nodes that read it, in order."""
+        return self._users
 
     def last_use(self) -> dict[str, int]:
         """Index of the last node reading each value (the output: past the end), to free memory."""
@@ -127,7 +129,6 @@ class Graph:
         for idx, n in enumerate(self.nodes):
             for i in n.inputs:
                 last[i] = idx
-        last[self.output.name] = len(self.nodes)
         return last
 
     def synapse_layers(self) -> list[str]:

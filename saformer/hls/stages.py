@@ -165,7 +165,7 @@ def observed(node: Node, mem_frac: int, graph: Graph) -> tuple[str, int] | None:
         return f"{node.attrs['lif_o']}.s", 0
     if node.trace:
         return node.name, mem_frac if node.format == "membrane" else 0
-    readers = [m for m in graph if node.name in m.inputs and m.op == "lif"]
+    readers = [graph[u] for u in graph.consumers()[node.name] if graph[u].op == "lif"]
     if readers and node.format == "membrane":
         return f"{readers[0].neuron}.x", mem_frac
     return None

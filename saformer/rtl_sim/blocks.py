@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from saformer.errors import ConfigError
 from saformer.quant.fixed_point import int_range, lif_int, saturate
 from saformer.rtl_sim.beats import concat_beats, pack, pack_words
 from saformer.rtl_sim.core import HDL_DIR
-from saformer.rtl_sim.sim import SimulationError, _with_env, fst_available, verilator_env
+from saformer.rtl_sim.sim import build_hdl, run_bench, verilator_env
 
 
 @dataclass(frozen=True)
@@ -122,24 +121,9 @@ def lint(name: str, params: dict[str, int]) -> str:
 
 
 def build(name: str, params: dict[str, int], build_dir: Path, trace: bool = False):
-    from cocotb_tools.runner import get_runner
-
     block = get_block(name)
     block.check(params)
-    obj_dir = Path(build_dir).resolve() / ("trace" if trace else "plain") / "obj"
-    obj_dir.mkdir(parents=True, exist_ok=True)
-    args = ["--x-assign", "fast", "--x-initial", "fast", "-O3"]
-    if trace and fst_available():
-        args.append("--trace-fst")
-    with _with_env({**verilator_env(), "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}):
-        runner = get_runner("verilator")
-        try:
-            runner.build(sources=[str(s) for s in block.sources], hdl_toplevel=block.top, parameters=dict(params),
-                         build_args=args, build_dir=str(obj_dir), waves=trace, log_file=str(obj_dir / "build.log"))
-        except RuntimeError:
-            tail = (obj_dir / "build.log").read_text()[-1500:] if (obj_dir / "build.log").exists() else ""
-            raise SimulationError(f"Verilator build of {name} in '{obj_dir}' failed; log tail:\n{tail}") from None
-    return runner, obj_dir
+    return build_hdl(block.sources, block.top, dict(params), build_dir, trace)
 
 
 def simulate(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: Path, p_idle: float = 0.0,
@@ -160,28 +144,7 @@ def simulate(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: P
                                                     "p_idle": p_idle, "p_backpressure": p_backpressure,
                                                     "seed": seed, "timeout": timeout}))
     result_file = test_dir / "result.json"
-
-    def go(runner, bdir: Path, waves: bool) -> dict[str, Any]:
-        result_file.unlink(missing_ok=True)
-        env = {"BLOCK_STIM": str(test_dir / "stim.json"), "BLOCK_RESULT": str(result_file),
-               "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])}
-        with _with_env(verilator_env()):
-            try:
-                runner.test(test_module="saformer.rtl_sim.tb.block_tb", hdl_toplevel=block.top, test_dir=str(test_dir),
-                            build_dir=str(bdir), extra_env=env, waves=waves,
-                            results_xml=str(test_dir / "results.xml"), log_file=str(test_dir / "sim.log"))
-            except SystemExit:
-                pass  # a failed cocotb test; the result file says why
-        if not result_file.exists():
-            log = (test_dir / "sim.log").read_text()[-2000:] if (test_dir / "sim.log").exists() else ""
-            raise SimulationError(f"{name} simulation '{run}' ended without a result; log tail:\n{log}")
-        return json.loads(result_file.read_text())
-
-    r = go(runner, obj_dir, False)
-    waves = None
-    if r["mismatching_beats"]:
-        traced, traced_dir = build(name, params, build_dir, trace=True)
-        go(traced, traced_dir, True)
-        found = sorted(test_dir.glob("*.fst")) + sorted(test_dir.glob("*.vcd"))
-        waves = found[0] if found else None
+    env = {"BLOCK_STIM": str(test_dir / "stim.json"), "BLOCK_RESULT": str(result_file)}
+    r, waves = run_bench(runner, obj_dir, lambda: build(name, params, build_dir, trace=True), "saformer.rtl_sim.tb.block_tb",
+                         block.top, test_dir, result_file, env, run)
     return BlockResult(r["mismatching_beats"] == 0, r["mismatching_beats"], r["mismatches"], r["total"], predicted, waves)

@@ -71,12 +71,12 @@ class SimResult:
         return self.first_output == self.predicted.first_output and self.total == self.predicted.total
 
 
-def build(params: SasaCoreParams, build_dir: Path, trace: bool = False):
-    """Build (or reuse) the Verilator model of one parameter set; returns the runner.
+def build_hdl(sources, top: str, parameters: dict, build_dir: Path, trace: bool = False):
+    """Build (or reuse) the Verilator model of one module and parameter set; returns (runner, obj dir).
 
-    ``trace`` builds with waveform support: FST where the lz4 headers that Verilator's FST
-    writer needs are installed (Debian: liblz4-dev; `make test` installs it where it can), VCD
-    otherwise.
+    Every block of the library builds through here. ``trace`` builds with waveform support: FST
+    where the lz4 headers that Verilator's FST writer needs are installed (Debian: liblz4-dev;
+    `make test` installs it where it can), VCD otherwise.
     """
     from cocotb_tools.runner import get_runner
 
@@ -85,9 +85,6 @@ def build(params: SasaCoreParams, build_dir: Path, trace: bool = False):
     build_dir = Path(build_dir).resolve()  # the simulator runs in another directory: no relative paths
     obj_dir = build_dir / ("trace" if trace else "plain") / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
-    dwc_file = build_dir / "dwc.hex"
-    if not dwc_file.exists():
-        dwc_file.write_text("")
     args = ["--x-assign", "fast", "--x-initial", "fast", "-O3"]
     if trace and fst_available():
         args.append("--trace-fst")
@@ -98,13 +95,53 @@ def build(params: SasaCoreParams, build_dir: Path, trace: bool = False):
     with _with_env(env):
         runner = get_runner("verilator")
         try:
-            runner.build(sources=[str(s) for s in SOURCES], hdl_toplevel=TOP, parameters=params.as_hdl(dwc_file),
+            runner.build(sources=[str(s) for s in sources], hdl_toplevel=top, parameters=parameters,
                          build_args=args, build_dir=str(obj_dir), waves=trace,
                          log_file=str(obj_dir / "build.log"))
         except RuntimeError:
             tail = (obj_dir / "build.log").read_text()[-1500:] if (obj_dir / "build.log").exists() else ""
-            raise SimulationError(f"Verilator build in '{obj_dir}' failed; log tail:\n{tail}") from None
+            raise SimulationError(f"Verilator build of {top} in '{obj_dir}' failed; log tail:\n{tail}") from None
     return runner, obj_dir
+
+
+def run_bench(runner, obj_dir: Path, build_traced, test_module: str, top: str, test_dir: Path, result_file: Path,
+              env: dict[str, str], name: str) -> tuple[dict, Path | None]:
+    """Run a cocotb bench that writes its result as JSON to ``result_file``; returns that result and,
+    when it counts mismatching beats, the waveform of a rerun on ``build_traced()``'s tracing build."""
+    r = _run_once(runner, obj_dir, test_module, top, test_dir, result_file, env, False, name)
+    if not r["mismatching_beats"]:
+        return r, None
+    traced, traced_dir = build_traced()
+    _run_once(traced, traced_dir, test_module, top, test_dir, result_file, env, True, name)
+    found = sorted(test_dir.glob("*.fst")) + sorted(test_dir.glob("*.vcd"))
+    return r, found[0] if found else None
+
+
+def _run_once(runner, obj_dir: Path, test_module: str, top: str, test_dir: Path, result_file: Path,
+              env: dict[str, str], waves: bool, name: str) -> dict:
+    result_file.unlink(missing_ok=True)
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])}
+    with _with_env(verilator_env()):
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=top, test_dir=str(test_dir), build_dir=str(obj_dir),
+                        extra_env=env, waves=waves, results_xml=str(test_dir / "results.xml"),
+                        log_file=str(test_dir / "sim.log"))
+        except SystemExit:
+            pass  # the runner exits on a failed cocotb test; the bench's result file says why
+    if not result_file.exists():
+        log = (test_dir / "sim.log").read_text()[-2000:] if (test_dir / "sim.log").exists() else ""
+        raise SimulationError(f"simulation '{name}' of {top} ended without a result (timeout or crash); "
+                              f"log tail:\n{log}")
+    return json.loads(result_file.read_text())
+
+
+def build(params: SasaCoreParams, build_dir: Path, trace: bool = False):
+    """Build (or reuse) the SASA core of one parameter set; its DWC file is read when simulation starts."""
+    dwc_file = Path(build_dir).resolve() / "dwc.hex"
+    dwc_file.parent.mkdir(parents=True, exist_ok=True)
+    if not dwc_file.exists():
+        dwc_file.write_text("")
+    return build_hdl(SOURCES, TOP, params.as_hdl(dwc_file), build_dir, trace)
 
 
 def simulate(params: SasaCoreParams, q: np.ndarray, k: np.ndarray, expected_o: np.ndarray,
@@ -132,31 +169,9 @@ def simulate(params: SasaCoreParams, q: np.ndarray, k: np.ndarray, expected_o: n
     np.savez(test_dir / "stim.npz", q=q.astype(np.uint8), k=k.astype(np.uint8), o=expected_o.astype(np.uint8),
              p_idle=p_idle, p_backpressure=p_backpressure, seed=seed, timeout=timeout)
     result_file = test_dir / "result.json"
-
-    def run(runner, bdir: Path, waves: bool) -> dict:
-        if result_file.exists():
-            result_file.unlink()
-        env = {"SASA_STIM": str(test_dir / "stim.npz"), "SASA_RESULT": str(result_file),
-               "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])}
-        with _with_env(verilator_env()):
-            try:
-                runner.test(test_module="saformer.rtl_sim.tb.sasa_core_tb", hdl_toplevel=TOP, test_dir=str(test_dir),
-                            build_dir=str(bdir), extra_env=env, waves=waves,
-                            results_xml=str(test_dir / "results.xml"), log_file=str(test_dir / "sim.log"))
-            except SystemExit:
-                pass  # the runner exits on a failed cocotb test; the bench's result file says why
-        if not result_file.exists():
-            log = (test_dir / "sim.log").read_text()[-2000:] if (test_dir / "sim.log").exists() else ""
-            raise SimulationError(f"simulation '{name}' ended without a result (timeout or crash); log tail:\n{log}")
-        return json.loads(result_file.read_text())
-
-    r = run(runner, obj_dir, waves=False)
-    waves = None
-    if r["mismatching_beats"]:
-        traced, traced_dir = build(params, build_dir, trace=True)
-        run(traced, traced_dir, waves=True)
-        found = sorted(test_dir.glob("*.fst")) + sorted(test_dir.glob("*.vcd"))
-        waves = found[0] if found else None
+    env = {"SASA_STIM": str(test_dir / "stim.npz"), "SASA_RESULT": str(result_file)}
+    r, waves = run_bench(runner, obj_dir, lambda: build(params, build_dir, trace=True), "saformer.rtl_sim.tb.sasa_core_tb",
+                         TOP, test_dir, result_file, env, name)
     return SimResult(bit_exact=r["mismatching_beats"] == 0, mismatching_beats=r["mismatching_beats"],
                      first_output=r["first_output"], total=r["total"], predicted=predicted,
                      build_dir=build_dir, waves=waves)
