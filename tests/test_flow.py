@@ -124,9 +124,9 @@ def test_report_says_mismatch_where_a_check_found_one(flow_run, tmp_path, capsys
     assert "MISMATCH in 4 comparison(s)" in captured.err
     verdicts = {b["comparison"]: b["verdict"] for b in json.loads((run / "report.json").read_text())["bit_exact"]}
     bad = sorted(k for k, v in verdicts.items() if v == "MISMATCH")
-    assert bad == ["RTL SASA core vs golden: layer 0 (stall-free / with stalls)",
+    assert bad == ["RTL SASA core vs golden: layer blocks.0.attn (stall-free / with stalls)",
                    "golden model vs QAT model (every trace)",
                    "hls4ml C sim vs golden: blocks.0.post",
-                   "hls4ml Q/K -> RTL core vs golden: SASA layer 1"]
+                   "hls4ml Q/K -> RTL core vs golden: SASA layer blocks.1.attn"]
     assert all(v == "bit-exact" for k, v in verdicts.items() if k not in bad)
     assert (run / "report.md").read_text().count("**MISMATCH**") == 4
