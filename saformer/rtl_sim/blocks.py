@@ -3,8 +3,12 @@ parameter checks, sources, top, exact stall-free cycle model, and its golden fun
 integer contract it must equal) with the beat packing of its streams. One runner builds, lints
 and simulates any of them (Verilator through cocotb, the generic bench tb/block_tb.py).
 
-    lif_unit   the LIF neuron (tau = 2), LANES neurons a cycle, membranes in memory across steps
-    sat_add    the saturating residual add, LANES values a cycle
+    lif_unit    the LIF neuron (tau = 2), LANES neurons a cycle, membranes in memory across steps
+    sat_add     the saturating residual add, LANES values a cycle
+    maxpool     MaxPool(3, stride 2, pad 1) on membranes, streaming, LANES channels a cycle
+    skid_buffer a two-entry register slice: cuts the combinational ready path between blocks
+    syn_engine  the event-driven synaptic layer (linear / 1x1, 3x3 on spike maps): a spike adds its
+                weight rows, LANES outputs a cycle; weights and accumulators in on-chip memories
     sasa_core  the SASA datapath (its own bench and cycle model: saformer.rtl_sim.core / sim)
 """
 
@@ -15,12 +19,13 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from saformer.errors import ConfigError
-from saformer.quant.fixed_point import int_range, lif_int, saturate
+from saformer.quant.fixed_point import int_range, lif_int, saturate, shift_to_membrane
+from saformer.quant.golden import conv3x3, linear, maxpool3x3s2
 from saformer.rtl_sim.beats import concat_beats, pack, pack_words
 from saformer.rtl_sim.core import HDL_DIR
 from saformer.rtl_sim.sim import build_hdl, run_bench, verilator_env
@@ -32,10 +37,17 @@ class Block:
     top: str
     sources: tuple[Path, ...]
     check: Callable[[dict[str, int]], None]  # raises ConfigError naming the parameter
-    cycles: Callable[[dict[str, int], int], int]  # (params, input beats) -> stall-free total cycles
-    golden: Callable[[dict[str, int], np.ndarray], np.ndarray]  # the contract's function of the inputs
+    cycles: Callable[[dict[str, int], np.ndarray], int]  # (params, inputs) -> stall-free total cycles
+    golden: Callable[[dict[str, int], np.ndarray, Any], np.ndarray]  # (params, inputs, data): the contract
     pack_in: Callable[[dict[str, int], np.ndarray], list[int]]
     pack_out: Callable[[dict[str, int], np.ndarray], list[int]]
+    # blocks with memories: the file parameters, and the writer that checks the data and fills them
+    files: tuple[str, ...] = ()
+    write_memories: Callable[[dict[str, int], Any, Path], None] | None = None
+
+    def file_params(self, directory: Path | None) -> dict[str, str]:
+        """The HDL's file parameters as Verilator / Yosys literals ('""' when there is no directory)."""
+        return {f: (f'"{Path(directory) / (f.lower() + ".hex")}"' if directory else '""') for f in self.files}
 
 
 def _positive(block: str, p: dict[str, int], *keys: str) -> None:
@@ -60,12 +72,12 @@ def _lif_check(p: dict[str, int]) -> None:
         raise ConfigError(f"lif_unit: THETA={p['THETA']} does not fit the {p['WIDTH']}-bit membrane")
 
 
-def _lif_golden(p: dict[str, int], x: np.ndarray) -> np.ndarray:
+def _lif_golden(p: dict[str, int], x: np.ndarray, data: Any = None) -> np.ndarray:
     """x: (samples, T, NEURONS) drives -> spikes of the same shape (lif_int per sample)."""
     return np.stack([lif_int(sample, p["THETA"])[0] for sample in x])
 
 
-LIF_UNIT = Block("lif_unit", "lif_unit", (HDL_DIR / "lif_unit.sv",), _lif_check, lambda p, beats: beats + 1,
+LIF_UNIT = Block("lif_unit", "lif_unit", (HDL_DIR / "lif_unit.sv",), _lif_check, lambda p, x: x.size // p["LANES"] + 1,
                  _lif_golden, lambda p, x: pack_words(x, p["WIDTH"], p["LANES"]), lambda p, s: pack(s, p["LANES"]))
 
 
@@ -81,17 +93,191 @@ def _add_pack_in(p: dict[str, int], ab: np.ndarray) -> list[int]:
     return concat_beats(a, b, p["WIDTH"] * p["LANES"])
 
 
-SAT_ADD = Block("sat_add", "sat_add", (HDL_DIR / "sat_add.sv",), _add_check, lambda p, beats: beats + 1,
-                lambda p, ab: saturate(ab[0] + ab[1], p["WIDTH"]), _add_pack_in,
+SAT_ADD = Block("sat_add", "sat_add", (HDL_DIR / "sat_add.sv",), _add_check, lambda p, ab: ab[0].size // p["LANES"] + 1,
+                lambda p, ab, data=None: saturate(ab[0] + ab[1], p["WIDTH"]), _add_pack_in,
                 lambda p, y: pack_words(y, p["WIDTH"], p["LANES"]))
 
-BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD)}
+# ---- maxpool -------------------------------------------------------------------------------------
+def _pool_check(p: dict[str, int]) -> None:
+    _positive("maxpool", p, "WIDTH", "LANES", "C", "H", "W")
+    _width("maxpool", p)
+    if p["C"] % p["LANES"]:
+        raise ConfigError(f"maxpool: C={p['C']} is not a multiple of LANES={p['LANES']}")
+    if p["H"] % 2 or p["W"] % 2:
+        raise ConfigError(f"maxpool: the frame {p['H']}x{p['W']} must have an even height and width")
+
+
+def _pool_golden(p: dict[str, int], x: np.ndarray, data: Any = None) -> np.ndarray:
+    """x: (frames, H*W, C) membranes, positions row-major -> (frames, H/2*W/2, C) (golden.maxpool3x3s2)."""
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[1:] != (p["H"] * p["W"], p["C"]):
+        raise ConfigError(f"maxpool: input must be (frames, H*W={p['H'] * p['W']}, C={p['C']}), got {x.shape}")
+    maps = x.reshape(-1, p["H"], p["W"], p["C"]).transpose(0, 3, 1, 2)
+    return maxpool3x3s2(maps).transpose(0, 2, 3, 1).reshape(x.shape[0], -1, p["C"])
+
+
+MAXPOOL = Block("maxpool", "maxpool", (HDL_DIR / "maxpool.sv",), _pool_check, lambda p, x: x.size // p["LANES"] + 1,
+                _pool_golden, lambda p, x: pack_words(x, p["WIDTH"], p["LANES"]),
+                lambda p, y: pack_words(y, p["WIDTH"], p["LANES"]))
+
+
+# ---- skid_buffer ---------------------------------------------------------------------------------
+def _skid_check(p: dict[str, int]) -> None:
+    _positive("skid_buffer", p, "WIDTH")
+
+
+SKID_BUFFER = Block("skid_buffer", "skid_buffer", (HDL_DIR / "skid_buffer.sv",), _skid_check,
+                    lambda p, x: len(x) + 1, lambda p, x, data=None: x,
+                    lambda p, x: [int(v) for v in x], lambda p, y: [int(v) for v in y])
+
+
+# ---- syn_engine ----------------------------------------------------------------------------------
+def _engine_check(p: dict[str, int]) -> None:
+    _positive("syn_engine", p, "IN", "OUT", "LANES", "KERNEL", "H", "W", "W_BITS", "ACC_BITS", "MEM_BITS")
+    if p["KERNEL"] not in (1, 3):
+        raise ConfigError(f"syn_engine: KERNEL={p['KERNEL']} is not 1 (linear) or 3 (3x3 conv)")
+    if p["KERNEL"] == 1 and (p["H"], p["W"]) != (1, 1):
+        raise ConfigError(f"syn_engine: a KERNEL 1 layer works one position at a time; H, W must be 1, got {p['H']}, {p['W']}")
+    if p["OUT"] % p["LANES"]:
+        raise ConfigError(f"syn_engine: OUT={p['OUT']} is not a multiple of LANES={p['LANES']}")
+    if not 2 <= p["W_BITS"] <= p["ACC_BITS"] <= 48:
+        raise ConfigError(f"syn_engine: need 2 <= W_BITS <= ACC_BITS <= 48, got {p['W_BITS']}, {p['ACC_BITS']}")
+    if not 2 <= p["MEM_BITS"] <= p["ACC_BITS"]:
+        raise ConfigError(f"syn_engine: MEM_BITS={p['MEM_BITS']} must be within 2..ACC_BITS={p['ACC_BITS']}")
+    if not isinstance(p.get("OUT_SHIFT"), int) or abs(p["OUT_SHIFT"]) > 32:
+        raise ConfigError(f"syn_engine: OUT_SHIFT must be an integer within -32..32, got {p.get('OUT_SHIFT')!r}")
+
+
+def _positions(p: dict[str, int]) -> int:
+    return p["H"] * p["W"] if p["KERNEL"] == 3 else 1
+
+
+def _engine_groups(p: dict[str, int], x: np.ndarray) -> np.ndarray:
+    """Spikes (samples, T, positions, IN) -> (groups, positions per group, IN): a group is one
+    position of a linear layer, one step's frame of a 3x3 conv."""
+    x = np.asarray(x)
+    if x.ndim != 4 or x.shape[-1] != p["IN"] or (p["KERNEL"] == 3 and x.shape[2] != p["H"] * p["W"]):
+        want = "H*W" if p["KERNEL"] == 3 else "tokens"
+        raise ConfigError(f"syn_engine: spikes must be (samples, T, {want}, IN={p['IN']}), got {x.shape}")
+    if not np.isin(x, (0, 1)).all():
+        raise ConfigError("syn_engine: the input must be spikes (0/1)")
+    return x.reshape(-1, _positions(p), p["IN"])
+
+
+def _engine_golden(p: dict[str, int], x: np.ndarray, data: dict[str, np.ndarray]) -> np.ndarray:
+    """The contract's synaptic layer (golden.linear / golden.conv3x3, then shift_to_membrane), in the
+    engine's output order: (samples, T, positions, OUT)."""
+    w, b = np.asarray(data["weight"]), np.asarray(data["bias"])
+    if p["KERNEL"] == 3:
+        frames = x.reshape(-1, p["H"], p["W"], p["IN"]).transpose(0, 3, 1, 2)
+        acc = conv3x3(frames, w, b, spikes=True).transpose(0, 2, 3, 1)
+    else:
+        acc = linear(x, w, b, spikes=True)
+    return shift_to_membrane(acc, p["OUT_SHIFT"], p["MEM_BITS"]).reshape(*x.shape[:-1], p["OUT"])
+
+
+def _engine_pack_in(p: dict[str, int], x: np.ndarray) -> list[int]:
+    """One beat per spike, {last, empty, y, x, c}; an empty group is one beat with `empty` set."""
+    cw = max(1, (p["IN"] - 1).bit_length())
+    xw = max(1, (p["W"] - 1).bit_length()) if p["KERNEL"] == 3 else 1
+    yw = max(1, (p["H"] - 1).bit_length()) if p["KERNEL"] == 3 else 1
+    last_bit, empty_bit = 1 << (cw + xw + yw + 1), 1 << (cw + xw + yw)
+    beats: list[int] = []
+    for group in _engine_groups(p, x):
+        pos, chan = np.nonzero(group)  # position-major, then channel
+        if pos.size == 0:
+            beats.append(last_bit | empty_bit)
+            continue
+        ys, xs = np.divmod(pos, p["W"]) if p["KERNEL"] == 3 else (0 * pos, 0 * pos)
+        beats += [(int(y) << (cw + xw)) | (int(xx) << cw) | int(c) for y, xx, c in zip(ys, xs, chan)]
+        beats[-1] |= last_bit
+    return beats
+
+
+def _engine_cycles(p: dict[str, int], x: np.ndarray) -> int:
+    """Stall-free: 1 + e*TAPS*CH + POS*CH per group of e spikes, plus 2 (syn_engine.sv's header)."""
+    chunks = p["OUT"] // p["LANES"]
+    spikes = _engine_groups(p, x).sum(axis=(1, 2))
+    return int((1 + spikes * p["KERNEL"] ** 2 * chunks + _positions(p) * chunks).sum()) + 2
+
+
+def _engine_write_memories(p: dict[str, int], data: dict[str, np.ndarray], directory: Path) -> None:
+    """Check the integers against the widths (and the worst-case accumulator), then write the
+    weight ROM ((c*TAPS + tap)*CH + chunk words) and the bias ROM as $readmemh files."""
+    w, b = np.asarray(data["weight"]), np.asarray(data["bias"])
+    taps = p["KERNEL"] ** 2
+    want = (p["OUT"], p["IN"], 3, 3) if p["KERNEL"] == 3 else (p["OUT"], p["IN"])
+    if w.shape != want or b.shape != (p["OUT"],):
+        raise ConfigError(f"syn_engine: weights {w.shape} and bias {b.shape} do not match {want} and ({p['OUT']},)")
+    for name, v, bits in (("weight", w, p["W_BITS"]), ("bias", b, p["ACC_BITS"])):
+        lo, hi = int_range(bits)
+        if v.min() < lo or v.max() > hi:
+            raise ConfigError(f"syn_engine: a {name} of {v.min() if v.min() < lo else v.max()} does not fit {bits} bits")
+    rows = w.reshape(p["OUT"], -1).astype(np.int64)
+    top, bottom = b + np.where(rows > 0, rows, 0).sum(1), b + np.where(rows < 0, rows, 0).sum(1)
+    lo, hi = int_range(p["ACC_BITS"])
+    if top.max() > hi or bottom.min() < lo:
+        o = int(np.argmax(np.maximum(top - hi, lo - bottom)))
+        extreme = int(top[o]) if top[o] > hi else int(bottom[o])
+        raise ConfigError(f"syn_engine: output channel {o} can reach {extreme}, outside the {p['ACC_BITS']}-bit "
+                          f"accumulator ({lo}..{hi})")
+    order = w.transpose(1, 2, 3, 0) if p["KERNEL"] == 3 else w.T  # (IN, [ky, kx,] OUT)
+    words = pack_words(order.reshape(p["IN"] * taps, p["OUT"]), p["W_BITS"], p["LANES"])
+    directory.mkdir(parents=True, exist_ok=True)
+    digits = (p["LANES"] * p["W_BITS"] + 3) // 4
+    (directory / "weight_file.hex").write_text("".join(f"{v:0{digits}x}\n" for v in words))
+    digits = (p["LANES"] * p["ACC_BITS"] + 3) // 4
+    (directory / "bias_file.hex").write_text(
+        "".join(f"{v:0{digits}x}\n" for v in pack_words(b, p["ACC_BITS"], p["LANES"])))
+
+
+SYN_ENGINE = Block("syn_engine", "syn_engine", (HDL_DIR / "syn_engine.sv",), _engine_check, _engine_cycles,
+                   _engine_golden, _engine_pack_in, lambda p, y: pack_words(y, p["MEM_BITS"], p["LANES"]),
+                   files=("WEIGHT_FILE", "BIAS_FILE"), write_memories=_engine_write_memories)
+
+BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE)}
 
 
 def get_block(name: str) -> Block:
     if name not in BLOCKS:
         raise ConfigError(f"unknown RTL block {name!r}; the library has {sorted(BLOCKS)}")
     return BLOCKS[name]
+
+
+def engine_from_export(ex, node_name: str, lanes: int) -> tuple[dict[str, int], dict[str, np.ndarray]]:
+    """The syn_engine parameters and memory data of one synaptic node of an IntegerExport's graph
+    (a layer on spikes: the first conv, on the image, multiplies and is not an event-driven layer)."""
+    graph = ex.graph
+    node = graph.by_name.get(node_name)
+    if node is None or node.op != "synapse":
+        raise ConfigError(f"syn_engine: '{node_name}' is not a synaptic node of the graph; "
+                          f"those are {[n.name for n in graph.of_op('synapse')]}")
+    if graph[node.inputs[0]].format != "spikes":
+        raise ConfigError(f"syn_engine: '{node_name}' reads {graph[node.inputs[0]].format}, not spikes "
+                          f"(the first conv multiplies: it is not an event-driven layer)")
+    spec, w = ex.layer(node.layer), ex.weight(node.layer)
+    if spec["kind"] not in ("conv", "linear") or spec.get("groups", 1) != 1:
+        raise ConfigError(f"syn_engine: layer '{node.layer}' is a {spec['kind']} (groups {spec.get('groups', 1)}); "
+                          f"the engine runs dense linear and 3x3 layers")
+    conv = spec["kind"] == "conv"
+    q = ex.qcfg
+    params = {"IN": int(w.shape[1]), "OUT": int(w.shape[0]), "LANES": lanes, "KERNEL": 3 if conv else 1,
+              "H": int(node.shape[1]) if conv else 1, "W": int(node.shape[2]) if conv else 1,
+              "W_BITS": q.weight_bits, "ACC_BITS": q.accumulator_bits, "MEM_BITS": q.membrane_bits,
+              "OUT_SHIFT": int(spec["out_shift"])}
+    SYN_ENGINE.check(params)
+    return params, {"weight": w, "bias": ex.bias(node.layer)}
+
+
+def spike_trace(graph, traces: dict[str, np.ndarray], node_name: str) -> np.ndarray:
+    """The golden traces' spikes that a synaptic node reads, in the engine's input layout
+    (samples, T, positions, channels): from (T, B, C, H, W) maps or (T, B, N, D) tokens."""
+    src = graph[graph[node_name].inputs[0]]
+    key = f"{src.neuron}.s" if src.op == "lif" else f"{src.attrs['lif_o']}.s"  # a SASA core's output is LIF_o's
+    s = traces[key]
+    if s.ndim == 5:
+        s = s.reshape(*s.shape[:3], -1).transpose(0, 1, 3, 2)
+    return s.transpose(1, 0, 2, 3)
 
 
 # ---- one runner for every block ------------------------------------------------------------------
@@ -114,31 +300,40 @@ def lint(name: str, params: dict[str, int]) -> str:
     block = get_block(name)
     block.check(params)
     env = verilator_env()
+    hdl = {**params, **block.file_params(None)}
     args = [str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), "--lint-only", "-Wall", "--top-module", block.top,
-            *[f"-G{k}={v}" for k, v in params.items()], *map(str, block.sources)]
+            *[f"-G{k}={v}" for k, v in hdl.items()], *map(str, block.sources)]
     proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **env})
     return "" if proc.returncode == 0 else (proc.stdout + proc.stderr)
 
 
 def build(name: str, params: dict[str, int], build_dir: Path, trace: bool = False):
+    """One Verilator build per parameter set; memory files live in the build directory and are read
+    when simulation starts, so runs that change only the data reuse the build."""
     block = get_block(name)
     block.check(params)
-    return build_hdl(block.sources, block.top, dict(params), build_dir, trace)
+    build_dir = Path(build_dir).resolve()
+    return build_hdl(block.sources, block.top, {**params, **block.file_params(build_dir / "mem")}, build_dir, trace)
 
 
 def simulate(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: Path, p_idle: float = 0.0,
-             p_backpressure: float = 0.0, seed: int = 0, run: str = "run") -> BlockResult:
-    """Stream ``inputs`` through the block and compare every output beat with its golden function.
-    On a mismatch the run is repeated on a tracing build and the waveform's path returned."""
+             p_backpressure: float = 0.0, seed: int = 0, run: str = "run", data: Any = None) -> BlockResult:
+    """Stream ``inputs`` through the block and compare every output beat with its golden function
+    (``data``: the block's memory contents, e.g. a layer's weights and bias). On a mismatch the run is
+    repeated on a tracing build and the waveform's path returned."""
     block = get_block(name)
     block.check(params)
-    beats_in = block.pack_in(params, inputs)
-    beats_out = block.pack_out(params, block.golden(params, inputs))
     build_dir = Path(build_dir).resolve()
+    if block.write_memories is not None:
+        if data is None:
+            raise ConfigError(f"{name}: this block has memories ({', '.join(block.files)}); pass their data")
+        block.write_memories(params, data, build_dir / "mem")
+    beats_in = block.pack_in(params, inputs)
+    beats_out = block.pack_out(params, block.golden(params, inputs, data))
     runner, obj_dir = build(name, params, build_dir)
     test_dir = build_dir / run
     test_dir.mkdir(parents=True, exist_ok=True)
-    predicted = block.cycles(params, len(beats_in))
+    predicted = block.cycles(params, inputs)
     timeout = int(10 * predicted / max(0.05, (1 - p_idle) * (1 - p_backpressure))) + 1000
     (test_dir / "stim.json").write_text(json.dumps({"in": [f"{b:x}" for b in beats_in], "out": [f"{b:x}" for b in beats_out],
                                                     "p_idle": p_idle, "p_backpressure": p_backpressure,

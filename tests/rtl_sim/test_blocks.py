@@ -11,7 +11,7 @@ import pytest
 
 from saformer.quant.fixed_point import int_range
 from saformer.rtl_sim import blocks
-from saformer.rtl_sim.blocks import BLOCKS, LIF_UNIT, lint, simulate
+from saformer.rtl_sim.blocks import BLOCKS, LIF_UNIT, MAXPOOL, lint, simulate
 
 LIF_GEOMETRIES = [
     {"WIDTH": 16, "LANES": 4, "NEURONS": 16, "T": 4, "THETA": 256},
@@ -19,6 +19,8 @@ LIF_GEOMETRIES = [
     {"WIDTH": 8, "LANES": 1, "NEURONS": 3, "T": 2, "THETA": 1},
 ]
 ADD_GEOMETRIES = [{"WIDTH": 16, "LANES": 4}, {"WIDTH": 8, "LANES": 3}]
+POOL_GEOMETRIES = [{"WIDTH": 16, "LANES": 4, "C": 8, "H": 4, "W": 6}, {"WIDTH": 8, "LANES": 1, "C": 3, "H": 2, "W": 2},
+                   {"WIDTH": 12, "LANES": 8, "C": 16, "H": 8, "W": 8}]
 
 
 def lif_stimulus(p, rng):
@@ -61,10 +63,64 @@ def test_sat_add_equals_the_contract(p, tmp_path):
     assert stalled.bit_exact and stalled.total > clean.total
 
 
+@pytest.mark.parametrize("p", POOL_GEOMETRIES, ids=lambda p: f"W{p['WIDTH']}-L{p['LANES']}-C{p['C']}-{p['H']}x{p['W']}")
+def test_maxpool_equals_the_contract(p, tmp_path):
+    """Random membranes over the whole range, then frames that catch a wrong padding (all at the
+    bottom: a zero pad would win), all at the top, and ties."""
+    assert lint("maxpool", p) == ""
+    lo, hi = int_range(p["WIDTH"])
+    rng = np.random.default_rng(p["C"])
+    shape = (p["H"] * p["W"], p["C"])
+    x = np.stack([rng.integers(lo, hi + 1, shape), rng.integers(lo, 0, shape), np.full(shape, lo), np.full(shape, hi),
+                  rng.choice([lo, -1, 0, hi], shape)])
+    y = MAXPOOL.golden(p, x)
+    assert (y[2] == lo).all() and (y[1] < 0).all()  # the pad is never a value
+    clean = simulate("maxpool", p, x, tmp_path, run="stall_free")
+    assert clean.bit_exact and clean.cycles_match, clean
+    stalled = simulate("maxpool", p, x, tmp_path, p_idle=0.3, p_backpressure=0.4, seed=5, run="stalls")
+    assert stalled.bit_exact and stalled.total > clean.total
+
+
+def test_maxpool_of_an_export_reproduces_the_golden_trace(tmp_path):
+    """The SPS pool of a crafted export (membranes saturating both ways): its input from
+    GoldenModel.synapse on the traced spikes, the pooled output checked against the LIF drive the
+    golden model traced."""
+    from saformer.quant.golden import GoldenModel
+    from tests.crafted import STATIC, crafted_export, crafted_inputs
+
+    _, ex = crafted_export(STATIC, tmp_path / "export")
+    golden = GoldenModel(ex)
+    _, traces = golden.forward(crafted_inputs(STATIC, 2)[1], trace=True)
+    pool = ex.graph.of_op("maxpool")[-1]
+    conv = ex.graph[pool.inputs[0]]
+    lif_in = ex.graph[conv.inputs[0]].neuron
+    s = traces[f"{lif_in}.s"]
+    acc = golden.synapse(conv.layer, s.reshape(-1, *s.shape[2:]))  # (T*B, C, H, W) membranes
+    c, h, w = acc.shape[1:]
+    x = acc.transpose(0, 2, 3, 1).reshape(-1, h * w, c)
+    want = traces[f"{ex.graph.consumers()[pool.name][0]}.x"]  # the LIF that reads the pool
+    p = {"WIDTH": ex.qcfg.membrane_bits, "LANES": 8, "C": c, "H": h, "W": w}
+    assert np.array_equal(MAXPOOL.golden(p, x), want.reshape(-1, c, h * w // 4).transpose(0, 2, 1))
+    lo, hi = int_range(p["WIDTH"])
+    assert (x == lo).any() and (x == hi).any()
+    res = simulate("maxpool", p, x, tmp_path / "sim")
+    assert res.bit_exact and res.cycles_match, res
+
+
+@pytest.mark.parametrize("p_idle, p_backpressure", [(0.0, 0.0), (0.3, 0.5), (0.0, 0.8), (0.8, 0.0)])
+def test_skid_buffer_passes_every_beat_in_order(p_idle, p_backpressure, tmp_path):
+    p = {"WIDTH": 20}
+    assert lint("skid_buffer", p) == ""
+    x = np.random.default_rng(1).integers(0, 2 ** 20, 300)
+    res = simulate("skid_buffer", p, x, tmp_path / "skid", run=f"r{p_idle}-{p_backpressure}", p_idle=p_idle,
+                   p_backpressure=p_backpressure)
+    assert res.bit_exact and (res.cycles_match or p_idle or p_backpressure), res
+
+
 def test_a_wrong_golden_side_is_caught_with_a_waveform(tmp_path, monkeypatch):
     """Positive control: the same RTL against a golden LIF that fires at H > theta instead of >=."""
     p = LIF_GEOMETRIES[0]
-    off = dataclasses.replace(LIF_UNIT, golden=lambda q, x: LIF_UNIT.golden({**q, "THETA": q["THETA"] + 1}, x))
+    off = dataclasses.replace(LIF_UNIT, golden=lambda q, x, d: LIF_UNIT.golden({**q, "THETA": q["THETA"] + 1}, x, d))
     monkeypatch.setitem(blocks.BLOCKS, "lif_unit", off)
     x = lif_stimulus(p, np.random.default_rng(0))
     res = simulate("lif_unit", p, x, tmp_path)
@@ -76,6 +132,8 @@ def test_a_wrong_golden_side_is_caught_with_a_waveform(tmp_path, monkeypatch):
     ("lif_unit", {"WIDTH": 16, "LANES": 3, "NEURONS": 16, "T": 4, "THETA": 1}, "NEURONS=16 is not a multiple of LANES=3"),
     ("lif_unit", {"WIDTH": 8, "LANES": 1, "NEURONS": 1, "T": 1, "THETA": 200}, "THETA=200 does not fit the 8-bit membrane"),
     ("sat_add", {"WIDTH": 1, "LANES": 1}, "WIDTH=1 is outside 2..48"),
+    ("maxpool", {"WIDTH": 8, "LANES": 2, "C": 4, "H": 4, "W": 5}, "frame 4x5 must have an even height and width"),
+    ("maxpool", {"WIDTH": 8, "LANES": 3, "C": 4, "H": 4, "W": 4}, "C=4 is not a multiple of LANES=3"),
     ("fifo", {}, "unknown RTL block 'fifo'"),
 ])
 def test_bad_parameters_are_refused_before_any_tool(name, params, message, tmp_path):

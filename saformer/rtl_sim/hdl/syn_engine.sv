@@ -1,0 +1,266 @@
+// syn_engine: the event-driven synaptic engine, one layer on spikes (linear / 1x1, or 3x3 conv with
+// zero padding 1 and stride 1), additions only (docs/integer_contract.md, "Synaptic layers").
+//
+// For every input spike (channel c at position (y, x)) it adds the weight rows of c into the output
+// accumulators, LANES output channels a cycle; an input without a spike costs nothing. At the end
+// of a group (one position of a linear layer, one time step's frame of a 3x3 conv) it drains the
+// group's accumulators as membranes:
+//   out[o] = saturate_MEM(shift(acc[o] + bias[o], OUT_SHIFT))   (floor; OUT_SHIFT < 0 shifts left)
+// and clears them for the next group. Accumulators do not saturate: the export proves they fit
+// ACC_BITS (saformer.quant.export's accumulator check), and the runner refuses weights that do not.
+//
+// Input stream: one beat per spike event, s_data = {last, empty, y, x, c} (c in the low bits;
+//   y, x are 1-bit and ignored for KERNEL 1). `last` closes the group after this event; a group
+//   without spikes is one beat with `empty` set (an empty beat always closes the group).
+// Output stream: m_data = LANES membranes (MEM_BITS each, lane 0 low), OUT/LANES beats per position,
+//   positions row-major (y, x), so a drained group is the layer's output at one step in (pos, ch)
+//   order: the order lif_unit takes its drives in.
+// Memories: weights WEIGHT_FILE ($readmemh, IN*TAPS*CH words of LANES*W_BITS bits, word
+//   (c*TAPS + tap)*CH + chunk, tap = ky*3 + kx, lane l = output chunk*LANES + l), biases BIAS_FILE
+//   (CH words of LANES*ACC_BITS), accumulators POS*CH words of LANES*ACC_BITS (one read and one
+//   write port, read registered: block RAM); a write to the word being read is forwarded.
+// Cycle model (stall-free): a group with e spikes takes 1 + e*TAPS*CH + POS*CH cycles (one to load
+//   its first beat, TAPS*CH per spike, one drain read per output beat; out-of-range taps of border
+//   spikes are issued as no-ops), groups follow back to back, and the last output beat leaves 2
+//   cycles after the last drain read: total = sum over groups + 2 (saformer.rtl_sim.blocks).
+// Boundaries: s_ready and m_valid / m_data come from registers only; m_ready reaches nothing
+//   combinationally (a 4-deep output FIFO, drain reads issued while it has room).
+`default_nettype none
+
+module syn_engine #(
+    parameter int IN = 16,          // input channels
+    parameter int OUT = 16,         // output channels, a multiple of LANES
+    parameter int LANES = 4,        // output channels per cycle
+    parameter int KERNEL = 1,       // 1: linear / 1x1; 3: 3x3 conv, padding 1, stride 1
+    parameter int H = 1,            // frame height (KERNEL 3)
+    parameter int W = 1,            // frame width (KERNEL 3)
+    parameter int W_BITS = 8,       // weight width (signed)
+    parameter int ACC_BITS = 24,    // accumulator and bias width (signed)
+    parameter int MEM_BITS = 16,    // membrane width (signed)
+    parameter int OUT_SHIFT = 0,    // acc_frac - mem_frac of the layer (negative: exact left shift)
+    parameter WEIGHT_FILE = "",
+    parameter BIAS_FILE = ""
+) (
+    input  wire logic                        clk,
+    input  wire logic                        rst,
+    input  wire logic                        s_valid,
+    output logic                             s_ready,
+    input  wire logic [EVW-1:0]              s_data,
+    output logic                             m_valid,
+    input  wire logic                        m_ready,
+    output logic [LANES*MEM_BITS-1:0]        m_data
+);
+    localparam int CH = OUT / LANES;                       // beats per position
+    localparam int TAPS = KERNEL * KERNEL;
+    localparam int POS = KERNEL == 3 ? H * W : 1;          // positions per group
+    localparam int CW = IN > 1 ? $clog2(IN) : 1;
+    localparam int YW = (KERNEL == 3 && H > 1) ? $clog2(H) : 1;
+    localparam int XW = (KERNEL == 3 && W > 1) ? $clog2(W) : 1;
+    localparam int EVW = CW + XW + YW + 2;
+    localparam int WDEPTH = IN * TAPS * CH;
+    localparam int WAW = WDEPTH > 1 ? $clog2(WDEPTH) : 1;
+    localparam int ADEPTH = POS * CH;
+    localparam int AAW = ADEPTH > 1 ? $clog2(ADEPTH) : 1;
+    localparam int CHW = CH > 1 ? $clog2(CH) : 1;
+    localparam int UP = OUT_SHIFT < 0 ? -OUT_SHIFT : 0;    // headroom of a left shift
+    localparam int WIDE = ACC_BITS + 1 + UP;                // acc + bias, shifted
+    localparam int AW = LANES * ACC_BITS;
+
+    // a constant multiple as shifts and adds (no multiplier is inferred)
+    function automatic logic [31:0] cmul(input logic [31:0] v, input int unsigned k);
+        logic [31:0] r = '0;
+        for (int b = 0; b < 32; b++) if (k[b]) r = r + (v << b);
+        return r;
+    endfunction
+
+    // ---- memories ------------------------------------------------------------------------------
+    logic [LANES*W_BITS-1:0] wrom [WDEPTH];
+    logic [AW-1:0] brom [CH];
+    logic [AW-1:0] acc [ADEPTH];
+    initial begin
+        for (int i = 0; i < WDEPTH; i++) wrom[i] = '0;
+        for (int i = 0; i < CH; i++) brom[i] = '0;
+        for (int i = 0; i < ADEPTH; i++) acc[i] = '0;
+        if (WEIGHT_FILE != "") $readmemh(WEIGHT_FILE, wrom);
+        if (BIAS_FILE != "") $readmemh(BIAS_FILE, brom);
+    end
+
+    // ---- accumulate: walk the taps and output chunks of the current spike -----------------------
+    wire s_last = s_data[EVW-1];
+    wire s_empty = s_data[EVW-2];
+    wire [YW-1:0] s_y = s_data[CW+XW +: YW];
+    wire [XW-1:0] s_x = s_data[CW +: XW];
+    wire [CW-1:0] s_c = s_data[CW-1:0];
+
+    logic draining, busy, ev_last;
+    logic [YW-1:0] ey;
+    logic [XW-1:0] ex;
+    logic [1:0] ky, kx;
+    logic [CHW-1:0] chunk;
+    logic [WAW-1:0] waddr;
+    logic [AAW+1:0] ebase;                                 // (ey*W + ex)*CH
+
+    wire last_chunk = chunk == CHW'(CH - 1);
+    wire last_update = busy && last_chunk && kx == 2'(KERNEL - 1) && ky == 2'(KERNEL - 1);
+    assign s_ready = !draining && (!busy || (last_update && !ev_last));
+    wire take = s_valid && s_ready;
+
+    // target of this tap: (ey + 1 - ky, ex + 1 - kx); its address offset is a constant per tap
+    logic signed [AAW+2:0] toff;
+    logic in_range;
+    always_comb begin
+        toff = '0;
+        in_range = 1'b1;
+        if (KERNEL == 3) begin  // constants selected per tap: no multiplier
+            case (ky)
+                2'd0: toff = (AAW+3)'(W * CH);
+                2'd1: toff = '0;
+                default: toff = -(AAW+3)'(W * CH);
+            endcase
+            case (kx)
+                2'd0: toff = toff + (AAW+3)'(CH);
+                2'd1: ;
+                default: toff = toff - (AAW+3)'(CH);
+            endcase
+            if (ky == 2'd0 && int'(ey) == H - 1) in_range = 1'b0;
+            if (ky == 2'd2 && ey == '0) in_range = 1'b0;
+            if (kx == 2'd0 && int'(ex) == W - 1) in_range = 1'b0;
+            if (kx == 2'd2 && ex == '0) in_range = 1'b0;
+        end
+    end
+    /* verilator lint_off UNUSEDSIGNAL */  // in range, the target address fits AAW bits
+    wire signed [AAW+2:0] target = $signed({1'b0, ebase}) + toff + $signed({1'b0, (AAW+2)'(chunk)});
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire upd_issue = busy && in_range;
+
+    // ---- drain: read each accumulator word, add the bias, shift, saturate ------------------------
+    logic [AAW-1:0] daddr;
+    logic [CHW-1:0] dchunk;
+    logic [2:0] fifo_count;
+    logic b_update, b_drain;                               // stage B holds an update / a drain read
+    wire drain_issue = draining && (32'(fifo_count) + 32'(b_drain) < 4);
+    wire last_drain = drain_issue && daddr == AAW'(ADEPTH - 1);
+
+    wire rd_en = upd_issue || drain_issue;
+    wire [AAW-1:0] rd_addr = draining ? daddr : AAW'(target);
+
+    // ---- stage B: the registered reads, the add, the write back ---------------------------------
+    logic [AAW-1:0] b_addr;
+    logic [AW-1:0] a_q, b_bias, fwd_val, b_wdata;
+    logic [LANES*W_BITS-1:0] w_q;
+    logic fwd;
+    logic [LANES*MEM_BITS-1:0] drained;
+    wire [AW-1:0] base = fwd ? fwd_val : a_q;
+    wire b_wen = b_update || b_drain;
+
+    always_comb begin
+        for (int l = 0; l < LANES; l++) begin
+            logic signed [ACC_BITS-1:0] a, bias;
+            logic signed [WIDE-1:0] sum, shifted;
+            logic signed [W_BITS-1:0] w;
+            a = base[l*ACC_BITS +: ACC_BITS];
+            w = w_q[l*W_BITS +: W_BITS];
+            bias = b_bias[l*ACC_BITS +: ACC_BITS];
+            b_wdata[l*ACC_BITS +: ACC_BITS] = b_update ? a + ACC_BITS'(w) : '0;
+            sum = WIDE'(a) + WIDE'(bias);
+            shifted = OUT_SHIFT >= 0 ? sum >>> OUT_SHIFT : sum <<< UP;
+            if (shifted > WIDE'(2 ** (MEM_BITS - 1) - 1)) drained[l*MEM_BITS +: MEM_BITS] = {1'b0, {(MEM_BITS-1){1'b1}}};
+            else if (shifted < -WIDE'(2 ** (MEM_BITS - 1))) drained[l*MEM_BITS +: MEM_BITS] = {1'b1, {(MEM_BITS-1){1'b0}}};
+            else drained[l*MEM_BITS +: MEM_BITS] = shifted[MEM_BITS-1:0];
+        end
+    end
+
+    always_ff @(posedge clk) begin
+        if (rd_en) a_q <= acc[rd_addr];
+        if (b_wen) acc[b_addr] <= b_wdata;
+        w_q <= wrom[waddr];
+        b_bias <= brom[dchunk];
+    end
+
+    // ---- output FIFO (4 deep) --------------------------------------------------------------------
+    logic [LANES*MEM_BITS-1:0] fifo [4];
+    logic [1:0] rd_ptr, wr_ptr;
+    assign m_valid = fifo_count != 3'd0;
+    assign m_data = fifo[rd_ptr];
+    wire pop = m_valid && m_ready;
+
+    always_ff @(posedge clk) begin
+        if (b_drain) fifo[wr_ptr] <= drained;
+    end
+
+    always_ff @(posedge clk) begin
+        if (rst) begin
+            draining <= 1'b0;
+            busy <= 1'b0;
+            ev_last <= 1'b0;
+            ey <= '0;
+            ex <= '0;
+            ky <= '0;
+            kx <= '0;
+            chunk <= '0;
+            waddr <= '0;
+            ebase <= '0;
+            daddr <= '0;
+            dchunk <= '0;
+            b_update <= 1'b0;
+            b_drain <= 1'b0;
+            b_addr <= '0;
+            fwd <= 1'b0;
+            fwd_val <= '0;
+            fifo_count <= '0;
+            rd_ptr <= '0;
+            wr_ptr <= '0;
+        end else begin
+            // stage B of the next cycle, and the forward of this cycle's write to that read
+            b_update <= upd_issue;
+            b_drain <= drain_issue;
+            b_addr <= rd_addr;
+            fwd <= b_wen && rd_en && b_addr == rd_addr;
+            fwd_val <= b_wdata;
+
+            if (busy) begin
+                waddr <= waddr + 1'b1;
+                if (last_chunk) begin
+                    chunk <= '0;
+                    if (kx == 2'(KERNEL - 1)) begin
+                        kx <= '0;
+                        ky <= ky + 1'b1;
+                    end else begin
+                        kx <= kx + 1'b1;
+                    end
+                end else begin
+                    chunk <= chunk + 1'b1;
+                end
+                if (last_update) begin
+                    busy <= 1'b0;
+                    if (ev_last) draining <= 1'b1;
+                end
+            end
+            if (take) begin
+                if (s_empty) begin
+                    draining <= 1'b1;
+                end else begin
+                    busy <= 1'b1;
+                    ev_last <= s_last;
+                    ey <= s_y;
+                    ex <= s_x;
+                    ky <= '0;
+                    kx <= '0;
+                    chunk <= '0;
+                    waddr <= WAW'(cmul(32'(s_c), TAPS * CH));
+                    ebase <= (AAW+2)'(cmul(32'(s_y), W * CH) + cmul(32'(s_x), CH));
+                    if (KERNEL != 3) ebase <= '0;
+                end
+            end
+            if (drain_issue) begin
+                daddr <= last_drain ? '0 : daddr + 1'b1;
+                dchunk <= dchunk == CHW'(CH - 1) ? '0 : dchunk + 1'b1;
+                if (last_drain) draining <= 1'b0;
+            end
+
+            if (b_drain) wr_ptr <= wr_ptr + 1'b1;
+            if (pop) rd_ptr <= rd_ptr + 1'b1;
+            fifo_count <= fifo_count + 3'(b_drain) - 3'(pop);
+        end
+    end
+endmodule
