@@ -408,11 +408,13 @@ def check_hls(args: argparse.Namespace):
 
 
 def cmd_hls(args: argparse.Namespace) -> int:
+    from saformer.crosscheck import HlsIntoRtl
     from saformer.hls.flow import HLS_FILE, build_hls
 
     options, lanes = check_hls(args)
     r = build_hls(Path(args.export_dir), Path(args.out), options, images=args.images, data_dir=args.data_dir,
-                  rtl_lanes=lanes, stages=args.stage, progress=not args.no_progress)
+                  mixed=HlsIntoRtl(lanes) if lanes is not None else None, stages=args.stage,
+                  progress=not args.no_progress)
     print(f"{'stage':<16} {'C sim vs golden':>16} {'values':>9} {'compile s':>10} {'adders':>8} {'mults':>6}")
     for x in r["stages"]:
         res = x["resources"]

@@ -147,10 +147,11 @@ def _golden(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, An
 
 
 def _hls(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
+    from saformer.crosscheck import HlsIntoRtl
     from saformer.hls.flow import HlsOptions, build_hls
 
     return build_hls(out / EXPORT_DIR, work, HlsOptions(part=o.hw.xilinx_part), images=o.hls_images,
-                     data_dir=o.data_dir, rtl_lanes=o.hw.lanes, progress=o.progress)
+                     data_dir=o.data_dir, mixed=HlsIntoRtl(o.hw.lanes), progress=o.progress)
 
 
 def _rtl(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:

@@ -47,6 +47,9 @@ RTL_TESTS = ("tests/rtl_sim/test_sasa_core.py::test_random_spikes_stall_free_and
 FP, GOLDEN, QAT = "saformer/quant/fixed_point.py", "saformer/quant/golden.py", "saformer/quant/qat.py"
 HLS_STAGES, HLS_H = "saformer/hls/stages.py", "saformer/hls/nnet_utils/nnet_saformer.h"
 SV, CORE = "saformer/rtl_sim/hdl/sasa_core.sv", "saformer/rtl_sim/core.py"
+HDL, BLOCKS = "saformer/rtl_sim/hdl/", "saformer/rtl_sim/blocks.py"
+ENGINE_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_syn_engine_equals_the_contract",)
+BLOCK_TESTS = ("tests/rtl_sim/test_blocks.py",)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,28 @@ MUTANTS = [
     Mutant("beats-msb-first", "saformer/rtl_sim/beats.py", 'np.packbits(rows, axis=1, bitorder="little")',
            'np.packbits(rows, axis=1, bitorder="big")', "bench packs lanes MSB first (a lane swap in the bench)",
            ("tests/rtl_sim/test_beats.py", *RTL_TESTS[:1])),
+    # ---- the block library -------------------------------------------------------------------------
+    Mutant("engine-no-forwarding", HDL + "syn_engine.sv", "fwd <= b_wen && rd_en && b_addr == rd_addr;", "fwd <= 1'b0;",
+           "synaptic engine reads an accumulator the cycle after writing it, without forwarding", ENGINE_TESTS),
+    Mutant("engine-top-padding", HDL + "syn_engine.sv", "if (ky == 2'd2 && ey == '0) in_range = 1'b0;", "",
+           "3x3 engine: a spike in the top row also lands below the frame (wraps to the last row)", ENGINE_TESTS),
+    Mutant("engine-logical-shift", HDL + "syn_engine.sv", "sum >>> OUT_SHIFT", "sum >> OUT_SHIFT",
+           "synaptic engine shifts right logically (no floor of negatives)", ENGINE_TESTS),
+    Mutant("engine-saturate-low-wraps", HDL + "syn_engine.sv", "else if (shifted < -WIDE'(2 ** (MEM_BITS - 1)))",
+           "else if (1'b0)", "synaptic engine's membrane wraps at the bottom instead of saturating", ENGINE_TESTS),
+    Mutant("engine-drain-keeps-sums", HDL + "syn_engine.sv", "b_update ? a + ACC_BITS'(w) : '0;",
+           "b_update ? a + ACC_BITS'(w) : a;", "drained accumulators not cleared: groups add up", ENGINE_TESTS),
+    Mutant("engine-cycles-off-by-one", BLOCKS, "_positions(p) * chunks).sum()) + 2", "_positions(p) * chunks).sum()) + 1",
+           "synaptic engine's cycle model one cycle short", ENGINE_TESTS),
+    Mutant("pool-pad-is-a-value", HDL + "maxpool.sv", "col == '0 ? x : smax(col_carry[chunk][l*WIDTH +: WIDTH], x);",
+           "smax(col_carry[chunk][l*WIDTH +: WIDTH], x);", "max-pool's left pad takes the previous row's last column",
+           BLOCK_TESTS),
+    Mutant("lif-unit-fires-above", HDL + "lif_unit.sv", "fire[l] = h >= THETA_W;", "fire[l] = h > THETA_W;",
+           "lif_unit fires at H > theta", BLOCK_TESTS),
+    Mutant("sat-add-wraps", HDL + "sat_add.sv", "(sum[WIDTH] != sum[WIDTH-1]) ? (sum[WIDTH] ? MIN : MAX) : sum[WIDTH-1:0]",
+           "sum[WIDTH-1:0]", "residual add wraps instead of saturating", BLOCK_TESTS),
+    Mutant("skid-drops-held-beat", HDL + "skid_buffer.sv", "skid_valid <= 1'b1;", "skid_valid <= 1'b0;",
+           "skid buffer drops the beat it should hold under back-pressure", BLOCK_TESTS),
     # ---- cycle model ---------------------------------------------------------------------------------
     Mutant("cycles-total-off-by-one", CORE, "total=(steps + 1) * b + 1,", "total=(steps + 1) * b,",
            "cycle model one cycle short", RTL_TESTS[:1]),

@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -290,27 +290,6 @@ def write_build_script(prj: Path, name: str, backend: str) -> None:
     os.chmod(script, 0o755)
 
 
-# ---- the mixed check: hls4ml Q/K into the RTL core ------------------------------------------------
-def mixed_check(ex: IntegerExport, core: str, qk_rows: np.ndarray, traces: dict[str, np.ndarray], out: Path,
-                lanes: int, samples: int) -> dict[str, Any]:
-    """Q and K spikes from the hls4ml C simulation stream through the RTL SASA core (graph node
-    ``core``); its O spikes must equal the golden model's."""
-    from saformer.rtl_sim.core import params_from_export
-    from saformer.rtl_sim.cosim import samples_first
-    from saformer.rtl_sim.sim import simulate
-
-    node = ex.graph[core]
-    n, d = node.shape
-    qk = _as_int(qk_rows, 0, f"the Q | K stream into {core}").reshape(-1, n, 2 * d)
-    q, k = qk[..., :d], qk[..., d:]
-    expected = samples_first(traces[f"{node.attrs['lif_o']}.s"])
-    params, dwc = params_from_export(ex, core, lanes)
-    res = simulate(params, q, k, expected, dwc, out / "rtl_build" / f"{core}_p{lanes}", samples=samples,
-                   name="hls_qk")
-    return {"layer": core, "lanes": lanes, "bit_exact": res.bit_exact, "values": int(expected.size), "cycles": res.total,
-            "predicted_cycles": res.predicted.total, "waves": str(res.waves or "")}
-
-
 # ---- the command ---------------------------------------------------------------------------------
 def sample_inputs(ex: IntegerExport, images: int, data_dir: str | None, labels: bool = False):
     """The first ``images`` test images, quantized as the hardware receives them (and their labels)."""
@@ -321,20 +300,19 @@ def sample_inputs(ex: IntegerExport, images: int, data_dir: str | None, labels: 
 
 
 def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, images: int = 8,
-              data_dir: str | None = None, rtl_lanes: int | None = None, stages: list[str] | None = None,
-              progress: bool = True) -> dict[str, Any]:
-    """``saformer hls``: every stage converted, written, compiled and checked; ``hls.json`` + ``hls.md``."""
+              data_dir: str | None = None, mixed: Callable[..., dict[str, Any]] | None = None,
+              stages: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+    """``saformer hls``: every stage converted, written, compiled and checked; ``hls.json`` + ``hls.md``.
+
+    ``mixed`` (e.g. saformer.crosscheck.HlsIntoRtl) is called with the integer output of every stage
+    that feeds an RTL block; its ``validate(export)`` runs first, before any C simulation.
+    """
     options = options or HlsOptions()
     if images < 1:
         raise ConfigError(f"--images must be at least 1, got {images}")
     ex = load_export(export_dir)
-    if rtl_lanes is not None:  # the mixed check's lane count, refused before minutes of C simulation
-        from saformer.rtl_sim.core import params_from_export
-
-        if rtl_lanes < 1:
-            raise ConfigError(f"--lanes must be at least 1, got {rtl_lanes} (pass --no-rtl to skip the RTL check)")
-        for node in ex.graph.of_op("sasa"):
-            params_from_export(ex, node.name, rtl_lanes)
+    if mixed is not None:
+        mixed.validate(ex)
     all_stages = build_stages(ex)
     if stages:
         unknown = sorted(set(stages) - {s.name for s in all_stages})
@@ -345,7 +323,7 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
     golden_logits, traces = GoldenModel(ex).forward(x_int, trace=True)
     out = Path(out).absolute()  # hls4ml and Verilator build in directories of their own
     out.mkdir(parents=True, exist_ok=True)
-    records, mixed = [], []
+    records, mixed_results = [], []
     bar = tqdm(all_stages, desc="hls4ml", unit="stage", disable=None if progress else True)
     for stage in bar:
         bar.set_postfix_str(stage.name)
@@ -354,14 +332,16 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
         if stage.logits:  # the logits of a sample are the head's output at its last step
             logits = output.reshape(len(x_int), ex.cfg.time_steps, -1)[:, -1]
             record["accuracy_on_checked_images"] = float((logits.argmax(1) == labels).mean())
-        if rtl_lanes and stage.feeds_rtl:
-            mixed.append(mixed_check(ex, stage.feeds_rtl, output, traces, out, rtl_lanes, len(x_int)))
+        if mixed is not None and stage.feeds_rtl:
+            qk = _as_int(output, 0, f"the Q | K stream into {stage.feeds_rtl}")
+            mixed_results.append(mixed(ex, stage.feeds_rtl, qk, traces, out, len(x_int)))
     report = {
         "export_dir": str(export_dir), "content_hash": ex.manifest["content_hash"], "config": ex.cfg.name,
         "weight_bits": ex.qcfg.weight_bits, "images": int(len(x_int)), "options": options.to_dict(),
         "golden_accuracy_on_checked_images": float((golden_logits.argmax(1) == labels).mean()),
         "stages": records, "all_bit_exact": all(r["bit_exact"] for r in records),
-        "mixed_hls_rtl": mixed, "mixed_bit_exact": all(m["bit_exact"] for m in mixed) if mixed else None,
+        "mixed_hls_rtl": mixed_results,
+        "mixed_bit_exact": all(m["bit_exact"] for m in mixed_results) if mixed_results else None,
     }
     write_json(out / HLS_FILE, report)
     (out / HLS_TABLE).write_text(render_table(report))

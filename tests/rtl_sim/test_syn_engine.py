@@ -2,10 +2,12 @@
 layer, value for value: linear and 3x3 geometries (one to eight lanes, one to four output chunks,
 shifts right, left and none), spike rates from none to all, membranes saturating at both ends and
 accumulators within a bit of their width, stall-free with the exact cycle model and with random
-idles and back-pressure; then every layer on spikes of two crafted exports, stimuli from the golden
-model's traces and expected values from GoldenModel.synapse itself."""
+idles and back-pressure; the first conv (events carrying the image's values: it multiplies); then
+every synaptic layer of two crafted exports, stimuli from the golden model's traces (the first
+conv: the quantized input) and expected values from GoldenModel.synapse itself."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -36,7 +38,9 @@ def layer_data(p, rng):
     b = rng.integers(-200, 201, p["OUT"])
     b[0], b[1] = 300, -300
     rows = w.reshape(p["OUT"], -1)
-    worst = max(int((b + np.where(rows > 0, rows, 0).sum(1)).max()), -int((b + np.where(rows < 0, rows, 0).sum(1)).min()) - 1)
+    vlo, vhi = int_range(p["VALUE_BITS"]) if p.get("VALUE_BITS") else (0, 1)
+    pos, neg = np.where(rows > 0, rows, 0), np.where(rows < 0, rows, 0)
+    worst = max(int((b + (pos * vhi + neg * vlo).sum(1)).max()), -int((b + (pos * vlo + neg * vhi).sum(1)).min()) - 1)
     return {**p, "ACC_BITS": worst.bit_length() + 1}, {"weight": w, "bias": b}
 
 
@@ -65,6 +69,30 @@ def test_syn_engine_equals_the_contract(name, tmp_path):
     assert clean.bit_exact and clean.cycles_match, clean
     stalled = simulate("syn_engine", p, x, tmp_path, p_idle=0.3, p_backpressure=0.4, seed=3, run="stalls", data=data)
     assert stalled.bit_exact and stalled.total > clean.total, stalled
+
+
+FIRST_CONV = dict(IN=2, OUT=6, LANES=3, KERNEL=3, H=4, W=4, W_BITS=6, MEM_BITS=10, OUT_SHIFT=3, VALUE_BITS=5)
+
+
+def test_first_conv_multiplies_and_equals_the_contract(tmp_path):
+    """VALUE_BITS > 0: events carry signed input values (zeros still skipped). Frames of random
+    values at two densities, all at the top, all at the bottom, all zero; saturation both ways."""
+    rng = np.random.default_rng(7)
+    p, data = layer_data(FIRST_CONV, rng)
+    assert lint("syn_engine", p) == ""
+    lo, hi = int_range(p["VALUE_BITS"])
+    shape = (1, p["H"] * p["W"], p["IN"])
+    x = np.stack([rng.integers(lo, hi + 1, shape) * (rng.random(shape) < r) for r in (0.3, 1.0)]
+                 + [np.full(shape, hi), np.full(shape, lo), np.zeros(shape, np.int64)])
+    y = SYN_ENGINE.golden(p, x, data)
+    mlo, mhi = int_range(p["MEM_BITS"])
+    assert (y == mhi).any() and (y == mlo).any() and ((y > mlo) & (y < mhi)).any()
+    clean = simulate("syn_engine", p, x, tmp_path, run="stall_free", data=data)
+    assert clean.bit_exact and clean.cycles_match, clean
+    stalled = simulate("syn_engine", p, x, tmp_path, p_idle=0.3, p_backpressure=0.4, seed=4, run="stalls", data=data)
+    assert stalled.bit_exact and stalled.total > clean.total, stalled
+    with pytest.raises(ConfigError, match="an input value of 16 does not fit VALUE_BITS=5"):
+        SYN_ENGINE.pack_in(p, np.full(shape, 16)[None])
 
 
 def test_cycles_follow_the_spike_count_not_the_fan_in():
@@ -111,10 +139,10 @@ def test_input_that_is_not_spikes_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("spec_name", ["static", "frames"])
-def test_every_layer_on_spikes_of_an_export(spec_name, tmp_path):
-    """Each synaptic node of the graph that reads spikes, from a crafted export: its weights, shift
-    and widths from the export, its input spikes from the golden traces, expected values from
-    GoldenModel.synapse (the golden model as the testbench reference)."""
+def test_every_synaptic_layer_of_an_export(spec_name, tmp_path):
+    """Each synaptic node of the graph of a crafted export, on the engine: its weights, shift and
+    widths from the export, its input spikes from the golden traces (the first conv: the quantized
+    input), expected values from GoldenModel.synapse (the golden model as the testbench reference)."""
     from tests.crafted import FRAMES, STATIC, crafted_export, crafted_inputs
 
     spec = {"static": STATIC, "frames": FRAMES}[spec_name]
@@ -122,18 +150,25 @@ def test_every_layer_on_spikes_of_an_export(spec_name, tmp_path):
     _, x_int = crafted_inputs(spec, 2)
     golden = GoldenModel(ex)
     _, traces = golden.forward(x_int, trace=True)
-    nodes = [n for n in ex.graph.of_op("synapse") if ex.graph[n.inputs[0]].format == "spikes"]
-    assert {n.name for n in nodes} >= {"sps.convs.1", "sps.rpe", "blocks.0.attn.q", "blocks.0.attn.proj", "blocks.0.mlp.fc2"}
+    nodes = [n for n in ex.graph.of_op("synapse") if ex.graph[n.inputs[0]].format in ("spikes", "input")]
+    assert {n.name for n in nodes} >= {"sps.convs.0", "sps.convs.1", "sps.rpe", "blocks.0.attn.q", "blocks.0.attn.proj",
+                                       "blocks.0.mlp.fc2"}
     shifts, via_lif = set(), 0
     for node in nodes:
-        p, data = engine_from_export(ex, node.name, lanes=8)
+        p, data = engine_from_export(ex, node.name, lanes=math.gcd(8, ex.weight(node.layer).shape[0]))
         shifts.add(p["OUT_SHIFT"])
-        x = spike_trace(ex.graph, traces, node.name)
+        first = "VALUE_BITS" in p  # the first conv, on the quantized input itself
+        if first:
+            frames = x_int if x_int.ndim == 5 else x_int[:, None]  # (B, T or 1, C, H, W)
+            x = frames.reshape(*frames.shape[:3], -1).transpose(0, 1, 3, 2)
+        else:
+            x = spike_trace(ex.graph, traces, node.name)
         # the golden model's own synaptic function, on its own layout, reordered to the engine's
         samples, steps = x.shape[:2]
         if p["KERNEL"] == 3:
             maps = x.reshape(samples * steps, p["H"], p["W"], p["IN"]).transpose(0, 3, 1, 2)
-            want = golden.synapse(node.layer, maps).transpose(0, 2, 3, 1).reshape(samples, steps, -1, p["OUT"])
+            want = golden.synapse(node.layer, maps, spikes=not first)
+            want = want.transpose(0, 2, 3, 1).reshape(samples, steps, -1, p["OUT"])
         else:
             want = golden.synapse(node.layer, x)
         assert np.array_equal(SYN_ENGINE.golden(p, x, data), want), node.name
@@ -141,9 +176,9 @@ def test_every_layer_on_spikes_of_an_export(spec_name, tmp_path):
         if len(users) == 1 and ex.graph[users[0]].op == "lif":  # a LIF reads the layer: its traced drive is the same value
             lif_x = traces[f"{ex.graph[users[0]].neuron}.x"]
             lif_x = lif_x.reshape(*lif_x.shape[:3], -1).transpose(1, 0, 3, 2) if lif_x.ndim == 5 else lif_x.transpose(1, 0, 2, 3)
-            assert np.array_equal(want, lif_x), node.name
+            assert np.array_equal(np.broadcast_to(want, lif_x.shape), lif_x), node.name  # a static image: one step
             via_lif += 1
-        assert 0 < x.mean() < 1, node.name
+        assert 0 < x.mean() < 1 or first, node.name
         build = tmp_path / "_".join(f"{k}{v}" for k, v in p.items())
         res = simulate("syn_engine", p, x, build, run=node.name, data=data)
         assert res.bit_exact and res.cycles_match, (node.name, res)

@@ -55,7 +55,7 @@ module maxpool #(
     wire odd_row = row[0];
 
     function automatic logic [WIDTH-1:0] smax(input logic [WIDTH-1:0] a, input logic [WIDTH-1:0] b);
-        return $signed(a) > $signed(b) ? a : b;
+        smax = $signed(a) > $signed(b) ? a : b;
     endfunction
 
     logic [BW-1:0] h_even, h_done, v_even, pooled;

@@ -2,15 +2,18 @@
 // zero padding 1 and stride 1), additions only (docs/integer_contract.md, "Synaptic layers").
 //
 // For every input spike (channel c at position (y, x)) it adds the weight rows of c into the output
-// accumulators, LANES output channels a cycle; an input without a spike costs nothing. At the end
+// accumulators, LANES output channels a cycle; an input without a spike costs nothing. With
+// VALUE_BITS > 0 it is the first conv, on the image: an event carries a signed input value and adds
+// weight * value, the one place where the network multiplies (LANES multipliers; zeros still skip).
+// At the end
 // of a group (one position of a linear layer, one time step's frame of a 3x3 conv) it drains the
 // group's accumulators as membranes:
 //   out[o] = saturate_MEM(shift(acc[o] + bias[o], OUT_SHIFT))   (floor; OUT_SHIFT < 0 shifts left)
 // and clears them for the next group. Accumulators do not saturate: the export proves they fit
 // ACC_BITS (saformer.quant.export's accumulator check), and the runner refuses weights that do not.
 //
-// Input stream: one beat per spike event, s_data = {last, empty, y, x, c} (c in the low bits;
-//   y, x are 1-bit and ignored for KERNEL 1). `last` closes the group after this event; a group
+// Input stream: one beat per spike event, s_data = {last, empty, [value,] y, x, c} (c in the low bits;
+//   y, x are 1-bit and ignored for KERNEL 1; value, VALUE_BITS signed, only when VALUE_BITS > 0). `last` closes the group after this event; a group
 //   without spikes is one beat with `empty` set (an empty beat always closes the group).
 // Output stream: m_data = LANES membranes (MEM_BITS each, lane 0 low), OUT/LANES beats per position,
 //   positions row-major (y, x), so a drained group is the layer's output at one step in (pos, ch)
@@ -38,6 +41,7 @@ module syn_engine #(
     parameter int ACC_BITS = 24,    // accumulator and bias width (signed)
     parameter int MEM_BITS = 16,    // membrane width (signed)
     parameter int OUT_SHIFT = 0,    // acc_frac - mem_frac of the layer (negative: exact left shift)
+    parameter int VALUE_BITS = 0,   // 0: spikes; > 0: events carry a signed input value (the first conv)
     parameter WEIGHT_FILE = "",
     parameter BIAS_FILE = ""
 ) (
@@ -56,7 +60,8 @@ module syn_engine #(
     localparam int CW = IN > 1 ? $clog2(IN) : 1;
     localparam int YW = (KERNEL == 3 && H > 1) ? $clog2(H) : 1;
     localparam int XW = (KERNEL == 3 && W > 1) ? $clog2(W) : 1;
-    localparam int EVW = CW + XW + YW + 2;
+    localparam int VB = VALUE_BITS > 0 ? VALUE_BITS : 1;
+    localparam int EVW = CW + XW + YW + VALUE_BITS + 2;
     localparam int WDEPTH = IN * TAPS * CH;
     localparam int WAW = WDEPTH > 1 ? $clog2(WDEPTH) : 1;
     localparam int ADEPTH = POS * CH;
@@ -67,10 +72,11 @@ module syn_engine #(
     localparam int AW = LANES * ACC_BITS;
 
     // a constant multiple as shifts and adds (no multiplier is inferred)
-    function automatic logic [31:0] cmul(input logic [31:0] v, input int unsigned k);
-        logic [31:0] r = '0;
+    function automatic logic [31:0] cmul(input logic [31:0] v, input logic [31:0] k);
+        logic [31:0] r;
+        r = '0;
         for (int b = 0; b < 32; b++) if (k[b]) r = r + (v << b);
-        return r;
+        cmul = r;
     endfunction
 
     // ---- memories ------------------------------------------------------------------------------
@@ -91,10 +97,19 @@ module syn_engine #(
     wire [YW-1:0] s_y = s_data[CW+XW +: YW];
     wire [XW-1:0] s_x = s_data[CW +: XW];
     wire [CW-1:0] s_c = s_data[CW-1:0];
+    logic [VB-1:0] s_value;
+    generate
+        if (VALUE_BITS > 0) begin : g_value
+            assign s_value = s_data[CW+XW+YW +: VB];
+        end else begin : g_spike
+            assign s_value = '0;
+        end
+    endgenerate
 
     logic draining, busy, ev_last;
     logic [YW-1:0] ey;
     logic [XW-1:0] ex;
+    logic [VB-1:0] ev_value, b_value;
     logic [1:0] ky, kx;
     logic [CHW-1:0] chunk;
     logic [WAW-1:0] waddr;
@@ -158,10 +173,13 @@ module syn_engine #(
             logic signed [ACC_BITS-1:0] a, bias;
             logic signed [WIDE-1:0] sum, shifted;
             logic signed [W_BITS-1:0] w;
+            logic signed [ACC_BITS-1:0] term;
             a = base[l*ACC_BITS +: ACC_BITS];
             w = w_q[l*W_BITS +: W_BITS];
             bias = b_bias[l*ACC_BITS +: ACC_BITS];
-            b_wdata[l*ACC_BITS +: ACC_BITS] = b_update ? a + ACC_BITS'(w) : '0;
+            if (VALUE_BITS > 0) term = ACC_BITS'(w) * ACC_BITS'($signed(b_value));  // the first conv only
+            else term = ACC_BITS'(w);
+            b_wdata[l*ACC_BITS +: ACC_BITS] = b_update ? a + term : '0;
             sum = WIDE'(a) + WIDE'(bias);
             shifted = OUT_SHIFT >= 0 ? sum >>> OUT_SHIFT : sum <<< UP;
             if (shifted > WIDE'(2 ** (MEM_BITS - 1) - 1)) drained[l*MEM_BITS +: MEM_BITS] = {1'b0, {(MEM_BITS-1){1'b1}}};
@@ -194,6 +212,8 @@ module syn_engine #(
             busy <= 1'b0;
             ev_last <= 1'b0;
             ey <= '0;
+            ev_value <= '0;
+            b_value <= '0;
             ex <= '0;
             ky <= '0;
             kx <= '0;
@@ -215,6 +235,7 @@ module syn_engine #(
             b_update <= upd_issue;
             b_drain <= drain_issue;
             b_addr <= rd_addr;
+            b_value <= ev_value;
             fwd <= b_wen && rd_en && b_addr == rd_addr;
             fwd_val <= b_wdata;
 
@@ -243,6 +264,7 @@ module syn_engine #(
                     busy <= 1'b1;
                     ev_last <= s_last;
                     ey <= s_y;
+                    ev_value <= s_value;
                     ex <= s_x;
                     ky <= '0;
                     kx <= '0;

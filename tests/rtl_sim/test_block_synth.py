@@ -1,0 +1,47 @@
+"""Every block of the library is addition-only: Yosys finds no multiplier ($mul / $macc) in any of
+them, at their example parameter sets (the digits geometry) and at every geometry the simulation
+tests use, except the first conv (the engine with VALUE_BITS > 0), which has exactly its LANES
+multipliers; and the check finds one where a block does multiply (positive control)."""
+
+import dataclasses
+
+import pytest
+
+from saformer.rtl_sim import blocks
+from saformer.rtl_sim.blocks import BLOCKS
+from saformer.rtl_sim.synth import block_mul_cells, synthesize_block
+from tests.rtl_sim.test_blocks import ADD_GEOMETRIES, LIF_GEOMETRIES, POOL_GEOMETRIES
+from tests.rtl_sim.test_syn_engine import FIRST_CONV, GEOMETRIES
+
+TESTED = {"lif_unit": LIF_GEOMETRIES, "sat_add": ADD_GEOMETRIES, "maxpool": POOL_GEOMETRIES, "skid_buffer": [{"WIDTH": 20}],
+          "syn_engine": [{**g, "ACC_BITS": 16} for g in [*GEOMETRIES.values(), FIRST_CONV]]}
+
+
+def test_every_block_has_examples_and_tested_geometries():
+    assert set(TESTED) == set(BLOCKS)
+    assert all(b.examples for b in BLOCKS.values())
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_no_block_multiplies_but_the_first_conv(name, tmp_path):
+    counted = []
+    for i, params in enumerate([*BLOCKS[name].examples, *TESTED[name]]):
+        counted.append(block_mul_cells(name, params, tmp_path / str(i)))
+        assert counted[-1] == BLOCKS[name].multipliers(params), (name, params)
+    assert (max(counted) > 0) == (name == "syn_engine")  # the first conv's multipliers are seen
+
+
+def test_a_block_that_multiplies_is_found(tmp_path, monkeypatch):
+    src = tmp_path / "mul_add.sv"
+    src.write_text("module mul_add #(parameter int WIDTH = 8, parameter int LANES = 1) (input logic [WIDTH-1:0] a, b, output logic [2*WIDTH-1:0] y);\n"
+                   "    assign y = a * b + a;\nendmodule\n")
+    monkeypatch.setitem(blocks.BLOCKS, "sat_add", dataclasses.replace(BLOCKS["sat_add"], top="mul_add", sources=(src,)))
+    assert block_mul_cells("sat_add", {"WIDTH": 8, "LANES": 1}, tmp_path / "m") >= 1
+
+
+@pytest.mark.parametrize("target", ["xc7", "ecp5"])
+def test_the_engine_maps_its_memories_to_block_ram(target, tmp_path):
+    """The fc1-sized engine's weights (64 x 256 x 8 bits) land in block RAM, not in LUTs."""
+    r = synthesize_block("syn_engine", BLOCKS["syn_engine"].examples[0], tmp_path, target)
+    ram = r["resources"]["BRAM36"] + r["resources"]["BRAM18"] if target == "xc7" else r["resources"]["DP16KD"]
+    assert ram >= 1 and r["mul_cells_before_mapping"] == 0, r["resources"]
