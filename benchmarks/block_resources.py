@@ -30,6 +30,9 @@ def describe(name: str, p: dict[str, int]) -> str:
         values = f", {p['VALUE_BITS']}-bit input values (the first conv)" if p.get("VALUE_BITS") else ""
         return (f"{kind}, {p['IN']} -> {p['OUT']} ch, {p['LANES']} lanes, "
                 f"w{p['W_BITS']}/acc{p['ACC_BITS']}/mem{p['MEM_BITS']}{values}")
+    if name == "sasa_core":
+        return (f"N={p['N']} ({p['GRID_H']}x{p['GRID_W']}), N'={p['N_AGG']}, D={p['D']}, T={p['T']}, {p['P']} lanes, "
+                f"DWC w{p['W_BITS']}/acc{p['ACC_BITS']}")
     return ", ".join(f"{k}={v}" for k, v in p.items())
 
 

@@ -7,14 +7,16 @@ and simulates any of them (Verilator through cocotb, the generic bench tb/block_
     sat_add     the saturating residual add, LANES values a cycle
     maxpool     MaxPool(3, stride 2, pad 1) on membranes, streaming, LANES channels a cycle
     skid_buffer a two-entry register slice: cuts the combinational ready path between blocks
+    sasa_core   the SASA datapath (score, LIF_a, mask, DWC; LIF_o is a lif_unit, the output a skid_buffer);
+                also has its own bench and cycle model (saformer.rtl_sim.core / sim), which the flow uses
     syn_engine  the event-driven synaptic layer (linear / 1x1, 3x3 on spike maps): a spike adds its
                 weight rows, LANES outputs a cycle; weights and accumulators in on-chip memories.
                 With VALUE_BITS > 0, the first conv (events carry the image's values: it multiplies)
-    sasa_core  the SASA datapath (its own bench and cycle model: saformer.rtl_sim.core / sim)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -26,9 +28,9 @@ import numpy as np
 
 from saformer.errors import ConfigError
 from saformer.quant.fixed_point import int_range, lif_int, saturate, shift_to_membrane
-from saformer.quant.golden import conv3x3, linear, maxpool3x3s2
+from saformer.quant.golden import conv3x3, linear, maxpool3x3s2, sasa_core
 from saformer.rtl_sim.beats import concat_beats, pack, pack_words
-from saformer.rtl_sim.core import HDL_DIR
+from saformer.rtl_sim.core import HDL_DIR, SOURCES, TOP, SasaCoreParams, cycle_model, dwc_bias_file, write_dwc_file
 from saformer.rtl_sim.sim import build_hdl, run_bench, verilator_env
 
 
@@ -42,8 +44,9 @@ class Block:
     golden: Callable[[dict[str, int], np.ndarray, Any], np.ndarray]  # (params, inputs, data): the contract
     pack_in: Callable[[dict[str, int], np.ndarray], list[int]]
     pack_out: Callable[[dict[str, int], np.ndarray], list[int]]
-    # blocks with memories: the file parameters, and the writer that checks the data and fills them
-    files: tuple[str, ...] = ()
+    # blocks with memories: their file parameters (-> file names in the memory directory), and the
+    # writer that checks the data and writes those files
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
     write_memories: Callable[[dict[str, int], Any, Path], None] | None = None
     # parameter sets at the digits model's geometry (saformer-2-64: D = 64, 16 tokens, 8x8 SPS maps,
     # 16-bit membranes, 8-bit weights, 32-bit accumulators): what the resource benchmark synthesizes
@@ -53,7 +56,7 @@ class Block:
 
     def file_params(self, directory: Path | None) -> dict[str, str]:
         """The HDL's file parameters as Verilator / Yosys literals ('""' when there is no directory)."""
-        return {f: (f'"{Path(directory) / (f.lower() + ".hex")}"' if directory else '""') for f in self.files}
+        return {f: (f'"{Path(directory) / name}"' if directory else '""') for f, name in self.files.items()}
 
 
 def _positive(block: str, p: dict[str, int], *keys: str) -> None:
@@ -228,6 +231,8 @@ def _engine_cycles(p: dict[str, int], x: np.ndarray) -> int:
 def _engine_write_memories(p: dict[str, int], data: dict[str, np.ndarray], directory: Path) -> None:
     """Check the integers against the widths (and the worst-case accumulator), then write the
     weight ROM ((c*TAPS + tap)*CH + chunk words) and the bias ROM as $readmemh files."""
+    if data is None:
+        raise ConfigError("syn_engine: this block has weight and bias memories; pass their data")
     w, b = np.asarray(data["weight"]), np.asarray(data["bias"])
     taps = p["KERNEL"] ** 2
     want = (p["OUT"], p["IN"], 3, 3) if p["KERNEL"] == 3 else (p["OUT"], p["IN"])
@@ -251,15 +256,15 @@ def _engine_write_memories(p: dict[str, int], data: dict[str, np.ndarray], direc
     words = pack_words(order.reshape(p["IN"] * taps, p["OUT"]), p["W_BITS"], p["LANES"])
     directory.mkdir(parents=True, exist_ok=True)
     digits = (p["LANES"] * p["W_BITS"] + 3) // 4
-    (directory / "weight_file.hex").write_text("".join(f"{v:0{digits}x}\n" for v in words))
+    (directory / SYN_ENGINE.files["WEIGHT_FILE"]).write_text("".join(f"{v:0{digits}x}\n" for v in words))
     digits = (p["LANES"] * p["ACC_BITS"] + 3) // 4
-    (directory / "bias_file.hex").write_text(
+    (directory / SYN_ENGINE.files["BIAS_FILE"]).write_text(
         "".join(f"{v:0{digits}x}\n" for v in pack_words(b, p["ACC_BITS"], p["LANES"])))
 
 
 SYN_ENGINE = Block("syn_engine", "syn_engine", (HDL_DIR / "syn_engine.sv",), _engine_check, _engine_cycles,
                    _engine_golden, _engine_pack_in, lambda p, y: pack_words(y, p["MEM_BITS"], p["LANES"]),
-                   files=("WEIGHT_FILE", "BIAS_FILE"), write_memories=_engine_write_memories,
+                   files={"WEIGHT_FILE": "weight.hex", "BIAS_FILE": "bias.hex"}, write_memories=_engine_write_memories,
                    examples=(dict(IN=64, OUT=256, LANES=8, KERNEL=1, H=1, W=1, W_BITS=8, ACC_BITS=32, MEM_BITS=16,
                                   OUT_SHIFT=-2),  # an MLP fc1
                              dict(IN=32, OUT=64, LANES=8, KERNEL=3, H=8, W=8, W_BITS=8, ACC_BITS=32, MEM_BITS=16,
@@ -268,7 +273,54 @@ SYN_ENGINE = Block("syn_engine", "syn_engine", (HDL_DIR / "syn_engine.sv",), _en
                                   OUT_SHIFT=-2, VALUE_BITS=8)),  # the first conv, on the 8-bit image
                    multipliers=lambda p: p["LANES"] if p.get("VALUE_BITS", 0) else 0)
 
-BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE)}
+# ---- sasa_core -----------------------------------------------------------------------------------
+def _sasa_check(p: dict[str, int]) -> None:
+    try:
+        SasaCoreParams(**p)
+    except TypeError as e:
+        raise ConfigError(f"sasa_core: {e}") from None
+
+
+def _sasa_split(p: dict[str, int], qk: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """qk: (2, samples*T, N, D) Q and K spikes -> q, k as (T, samples, N, D), and the sample count."""
+    qk = np.asarray(qk)
+    if qk.ndim != 4 or qk.shape[0] != 2 or qk.shape[2:] != (p["N"], p["D"]) or qk.shape[1] % p["T"]:
+        raise ConfigError(f"sasa_core: Q and K must be (2, samples*T, N={p['N']}, D={p['D']}), got {qk.shape}")
+    samples = qk.shape[1] // p["T"]
+    q, k = (x.reshape(samples, p["T"], p["N"], p["D"]).transpose(1, 0, 2, 3) for x in qk)
+    return q, k, samples
+
+
+def _sasa_golden(p: dict[str, int], qk: np.ndarray, data) -> np.ndarray:
+    """golden.sasa_core: O spikes (samples*T, N, D); ``data`` the DWC (weights, biases) or None."""
+    q, k, _ = _sasa_split(p, qk)
+    dwc = (*data, p["DWC_SHIFT"]) if p["DWC"] else None
+    o = sasa_core(q, k, p["N_AGG"], (p["GRID_H"], p["GRID_W"]), p["THETA_A"], p["THETA_O"], p["MEM_FRAC"],
+                  p["MEM_BITS"], dwc=dwc)["o"]
+    return o.transpose(1, 0, 2, 3).reshape(-1, p["N"], p["D"])
+
+
+def _sasa_write_memories(p: dict[str, int], data, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    if not p["DWC"]:
+        for name in SASA_CORE.files.values():
+            (directory / name).write_text("")
+        return
+    if data is None:
+        raise ConfigError("sasa_core: the core has a DWC branch; pass its (weights, biases)")
+    write_dwc_file(directory / SASA_CORE.files["DWC_FILE"], SasaCoreParams(**p), *data)
+
+
+SASA_CORE = Block("sasa_core", TOP, tuple(SOURCES), _sasa_check,
+                  lambda p, qk: cycle_model(SasaCoreParams(**p), _sasa_split(p, qk)[2]).total, _sasa_golden,
+                  lambda p, qk: concat_beats(pack(qk[0], p["P"]), pack(qk[1], p["P"]), p["P"]),
+                  lambda p, o: pack(o, p["P"]),
+                  files={"DWC_FILE": "dwc.hex", "DWC_BIAS_FILE": dwc_bias_file(Path("dwc.hex")).name},
+                  write_memories=_sasa_write_memories,
+                  examples=(dict(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=64, T=4, P=8, MEM_BITS=16, MEM_FRAC=8, THETA_A=8,
+                                 THETA_O=128, DWC=1, ACC_BITS=32, W_BITS=8, DWC_SHIFT=-2),))
+
+BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE, SASA_CORE)}
 
 
 def get_block(name: str) -> Block:
@@ -360,8 +412,6 @@ def simulate(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: P
     block.check(params)
     build_dir = Path(build_dir).resolve()
     if block.write_memories is not None:
-        if data is None:
-            raise ConfigError(f"{name}: this block has memories ({', '.join(block.files)}); pass their data")
         block.write_memories(params, data, build_dir / "mem")
     beats_in = block.pack_in(params, inputs)
     beats_out = block.pack_out(params, block.golden(params, inputs, data))

@@ -18,7 +18,8 @@ from saformer.errors import ConfigError
 from saformer.quant.fixed_point import int_range
 
 HDL_DIR = Path(__file__).resolve().parent / "hdl"
-SOURCES = [HDL_DIR / "sasa_core.sv"]  # the one file list that lint, simulation and synthesis read
+# the one file list that lint, simulation and synthesis read (the top first: the fast path names its model after it)
+SOURCES = [HDL_DIR / "sasa_core.sv", HDL_DIR / "lif_unit.sv", HDL_DIR / "skid_buffer.sv"]
 TOP = "sasa_core"
 
 
@@ -39,6 +40,7 @@ class SasaCoreParams:
     THETA_O: int = 128
     DWC: int = 1
     ACC_BITS: int = 32
+    W_BITS: int = 8
     DWC_SHIFT: int = 0
 
     def __post_init__(self) -> None:
@@ -72,11 +74,14 @@ class SasaCoreParams:
             raise ConfigError(f"{where}: THETA_O={self.THETA_O} does not fit the {self.MEM_BITS}-bit membrane")
         if not self.MEM_BITS <= self.ACC_BITS <= 48:
             raise ConfigError(f"{where}: ACC_BITS={self.ACC_BITS} must be in MEM_BITS..48")
+        if not 2 <= self.W_BITS <= self.ACC_BITS:
+            raise ConfigError(f"{where}: W_BITS={self.W_BITS} must be in 2..ACC_BITS={self.ACC_BITS}")
 
     def as_hdl(self, dwc_file: Path | None) -> dict[str, Any]:
-        """Parameters for the simulator / synthesis; DWC_FILE is read when simulation starts."""
+        """Parameters for the simulator / synthesis; the DWC files are read when simulation starts."""
         p = dataclasses.asdict(self)
         p["DWC_FILE"] = f'"{dwc_file}"' if dwc_file else '""'  # Verilator's -G takes the literal
+        p["DWC_BIAS_FILE"] = f'"{dwc_bias_file(dwc_file)}"' if dwc_file else '""'
         return p
 
 
@@ -94,22 +99,31 @@ def params_from_export(ex, core: str, lanes: int) -> tuple[SasaCoreParams, tuple
     params = SasaCoreParams(N=n, N_AGG=node.attrs["n_agg"], GRID_H=gh, GRID_W=gw, D=d, T=ex.cfg.time_steps, P=lanes,
                             MEM_BITS=q.membrane_bits, MEM_FRAC=q.membrane_frac, THETA_A=ex.theta(node.attrs["lif_a"]),
                             THETA_O=ex.theta(node.attrs["lif_o"]), DWC=int(node.layer is not None),
-                            ACC_BITS=q.accumulator_bits, DWC_SHIFT=shift)
+                            ACC_BITS=q.accumulator_bits, W_BITS=q.weight_bits, DWC_SHIFT=shift)
     return params, dwc
 
 
+def dwc_bias_file(weight_file: Path) -> Path:
+    """The bias ROM's file, beside the weight ROM's (``dwc.hex`` -> ``dwc_bias.hex``)."""
+    weight_file = Path(weight_file)
+    return weight_file.with_name(weight_file.stem + "_bias" + weight_file.suffix)
+
+
 def write_dwc_file(path: Path, params: SasaCoreParams, weights: np.ndarray, biases: np.ndarray) -> Path:
-    """$readmemh file: D*9 weights (channel-major, taps row-major), then D biases, ACC_BITS wide."""
-    lo, hi = int_range(params.ACC_BITS)
-    values = np.concatenate([np.asarray(weights).reshape(params.D, 9).ravel(), np.asarray(biases).ravel()])
-    if values.size != params.D * 10:
-        raise ConfigError(f"DWC integers: expected {params.D * 9} weights and {params.D} biases, got {values.size} values")
-    if values.min() < lo or values.max() > hi:
-        raise ConfigError(f"DWC integers exceed the {params.ACC_BITS}-bit accumulator")
-    digits = (params.ACC_BITS + 3) // 4
-    mask = (1 << params.ACC_BITS) - 1
+    """$readmemh files: D*9 weights (channel-major, taps row-major) at W_BITS in ``path``, and D
+    biases at ACC_BITS beside it (dwc_bias_file)."""
+    weights, biases = np.asarray(weights), np.asarray(biases)
+    if weights.size != params.D * 9 or biases.size != params.D:
+        raise ConfigError(f"DWC integers: expected {params.D * 9} weights and {params.D} biases, "
+                          f"got {weights.size} and {biases.size}")
     path = Path(path)
-    path.write_text("".join(f"{int(v) & mask:0{digits}x}\n" for v in values))
+    for values, bits, where in ((weights.reshape(params.D, 9).ravel(), params.W_BITS, path),
+                                (biases.ravel(), params.ACC_BITS, dwc_bias_file(path))):
+        lo, hi = int_range(bits)
+        if values.min() < lo or values.max() > hi:
+            raise ConfigError(f"DWC integers exceed {bits} bits ({int(values.min())}..{int(values.max())}): "
+                              f"the weights must fit W_BITS, the biases ACC_BITS")
+        where.write_text("".join(f"{int(v) & ((1 << bits) - 1):0{(bits + 3) // 4}x}\n" for v in values))
     return path
 
 
@@ -126,11 +140,12 @@ def cycle_model(params: SasaCoreParams, samples: int = 1) -> CyclePrediction:
 
     The input pass of step s takes B = N*D/P cycles, one beat a cycle, starting at cycle s*B (the
     double buffer never blocks it: step s-1's output pass ends on the same cycle as step s's
-    input pass). Step s's output pass starts the cycle after its input pass ends, at (s+1)*B,
-    and each output beat is registered, accepted one cycle after it is computed. So the first
-    output is accepted at cycle B + 1 and the last at (S*T + 1)*B for S samples of T steps;
-    total = that + 1 cycles counted from cycle 0.
+    input pass). Step s's output pass starts the cycle after its input pass ends, at (s+1)*B; each
+    output beat goes through three registers (LIF_o's drive, lif_unit's output, the skid buffer),
+    so it is accepted three cycles after it is computed. The first output is accepted at cycle
+    B + 3 and the last at (S*T + 1)*B + 2 for S samples of T steps; total = that + 1 cycles
+    counted from cycle 0.
     """
     b = params.beats_per_step
     steps = samples * params.T
-    return CyclePrediction(first_output=b + 1, total=(steps + 1) * b + 1, beats_in=steps * b, beats_out=steps * b)
+    return CyclePrediction(first_output=b + 3, total=(steps + 1) * b + 3, beats_in=steps * b, beats_out=steps * b)

@@ -68,10 +68,12 @@ class FastCore:
             self.dwc_file.write_text("")
         hdl = {k: v for k, v in params.as_hdl(self.dwc_file).items()}
         args = [f"-G{k}={v}" for k, v in hdl.items()] + ["--x-assign", "fast", "--x-initial", "fast", "-O3"]
-        top = self.build_dir / SOURCES[0].name  # pyverilator names the model after the file
-        top.write_text(SOURCES[0].read_text())
+        for src in SOURCES:  # pyverilator names the model after the top's file; -y finds the others
+            (self.build_dir / src.name).write_text(src.read_text())
+        top = self.build_dir / SOURCES[0].name
         with _with_env(_env(self.build_dir)):
-            self.sim = pyverilator.PyVerilator.build(str(top), build_dir=str(self.build_dir / "obj"), args=args,
+            self.sim = pyverilator.PyVerilator.build(str(top), verilog_path=[str(self.build_dir)],
+                                                     build_dir=str(self.build_dir / "obj"), args=args,
                                                      cargs="-std=c++20 -O2", dump_en=False, quiet=True)
 
     def run(self, q: np.ndarray, k: np.ndarray, samples: int = 1) -> FastResult:

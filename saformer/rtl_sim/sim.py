@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from saformer.errors import SaformerError
-from saformer.rtl_sim.core import SOURCES, TOP, CyclePrediction, SasaCoreParams, cycle_model, write_dwc_file
+from saformer.rtl_sim.core import (SOURCES, TOP, CyclePrediction, SasaCoreParams, cycle_model, dwc_bias_file,
+                                   write_dwc_file)
 
 
 class SimulationError(SaformerError):
@@ -139,8 +140,9 @@ def build(params: SasaCoreParams, build_dir: Path, trace: bool = False):
     """Build (or reuse) the SASA core of one parameter set; its DWC file is read when simulation starts."""
     dwc_file = Path(build_dir).resolve() / "dwc.hex"
     dwc_file.parent.mkdir(parents=True, exist_ok=True)
-    if not dwc_file.exists():
-        dwc_file.write_text("")
+    for f in (dwc_file, dwc_bias_file(dwc_file)):
+        if not f.exists():
+            f.write_text("")
     return build_hdl(SOURCES, TOP, params.as_hdl(dwc_file), build_dir, trace)
 
 

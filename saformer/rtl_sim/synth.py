@@ -23,6 +23,7 @@ from saformer.errors import SaformerError
 from saformer.rtl_sim.core import SOURCES, TOP, SasaCoreParams, write_dwc_file
 
 FAMILIES = XILINX_FAMILIES
+DWC_FILES = '-set DWC_FILE "dwc.hex" -set DWC_BIAS_FILE "dwc_bias.hex"'  # as _prepare writes them
 
 
 class SynthesisError(SaformerError):
@@ -68,7 +69,13 @@ def _yosys(script: str, work: Path, outputs: tuple[str, ...], what: str) -> list
     if proc.returncode != 0 or not all((work / o).exists() for o in outputs):
         tail = (work / "yosys.log").read_text()[-1500:] if (work / "yosys.log").exists() else proc.stderr[-1500:]
         raise SynthesisError(f"Yosys failed on {what} in '{work}':\n{tail}")
-    return [next(iter(json.loads((work / o).read_text())["modules"].values()))["num_cells_by_type"] for o in outputs]
+    counts = []
+    for o in outputs:  # every script flattens before its stat: one module, the whole design
+        modules = json.loads((work / o).read_text())["modules"]
+        if len(modules) != 1:
+            raise SynthesisError(f"Yosys stat in '{work / o}' lists {len(modules)} modules; expected the flattened top")
+        counts.append(next(iter(modules.values()))["num_cells_by_type"])
+    return counts
 
 
 def _prepare(params: SasaCoreParams, work: Path, dwc: tuple[np.ndarray, np.ndarray] | None) -> str:
@@ -81,7 +88,7 @@ def _prepare(params: SasaCoreParams, work: Path, dwc: tuple[np.ndarray, np.ndarr
         rng = np.random.default_rng(0)
         dwc = (rng.integers(-100, 101, (params.D, 1, 3, 3)), rng.integers(-1000, 1001, params.D))
     write_dwc_file(work / "dwc.hex", params, *dwc)
-    return " ".join(f"-set {k} {_literal(v)}" for k, v in params.as_hdl(None).items() if k != "DWC_FILE")
+    return " ".join(f"-set {k} {_literal(v)}" for k, v in params.as_hdl(None).items() if not k.endswith("_FILE"))
 
 
 def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
@@ -96,8 +103,8 @@ def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
     work = Path(work_dir)
     chparams = _prepare(params, work, dwc)
     script = (f"read_verilog -defer -sv {' '.join(s.name for s in SOURCES)}; "
-              f"chparam {chparams} -set DWC_FILE \"dwc.hex\" {TOP}; hierarchy -top {TOP}; "
-              f"proc; opt; tee -q -o pre.json stat -json; "
+              f"chparam {chparams} {DWC_FILES} {TOP}; hierarchy -top {TOP}; "
+              f"proc; flatten; opt; tee -q -o pre.json stat -json; "
               f"synth_xilinx -family {family} -top {TOP} -flatten -noiopad -noclkbuf; "
               f"tee -q -o post.json stat -json")
     pre, post = _yosys(script, work, ("pre.json", "post.json"), TOP)
@@ -119,7 +126,7 @@ def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarra
     work = Path(work_dir)
     chparams = _prepare(params, work, dwc)
     script = (f"read_verilog -defer -sv {' '.join(s.name for s in SOURCES)}; "
-              f"chparam {chparams} -set DWC_FILE \"dwc.hex\" {TOP}; hierarchy -top {TOP}; "
+              f"chparam {chparams} {DWC_FILES} {TOP}; hierarchy -top {TOP}; "
               f"synth_ecp5 -top {TOP} -json design.json")
     proc = subprocess.run([yosys, "-q", "-l", "yosys_ecp5.log", "-p", script], cwd=work, capture_output=True, text=True)
     if proc.returncode != 0 or not (work / "design.json").exists():
@@ -161,7 +168,7 @@ def _block_script(name: str, params: dict[str, int], work: Path, data) -> tuple[
     files = ""
     if block.write_memories is not None:
         block.write_memories(params, data if data is not None else _random_memories(name, params), work)
-        files = " ".join(f"-set {f} \"{f.lower()}.hex\"" for f in block.files)
+        files = " ".join(f"-set {f} \"{name}\"" for f, name in block.files.items())
     sets = " ".join(f"-set {k} {_literal(v)}" for k, v in params.items())
     return block, (f"read_verilog -defer -sv {' '.join(s.name for s in block.sources)}; "
                    f"chparam {sets} {files} {block.top}; hierarchy -top {block.top}; ")
@@ -176,6 +183,9 @@ def _random_memories(name: str, params: dict[str, int]):
         top = max(1, min((1 << (p["W_BITS"] - 1)) - 1, ((1 << (p["ACC_BITS"] - 2)) // fan_in)))
         shape = (p["OUT"], p["IN"], 3, 3) if p["KERNEL"] == 3 else (p["OUT"], p["IN"])
         return {"weight": rng.integers(-top, top + 1, shape), "bias": rng.integers(-top, top + 1, p["OUT"])}
+    if name == "sasa_core":
+        top = (1 << (params["W_BITS"] - 1)) - 1
+        return rng.integers(-top, top + 1, (params["D"], 1, 3, 3)), rng.integers(-1000, 1001, params["D"])
     raise SynthesisError(f"no memory pattern for block {name!r}")
 
 
@@ -183,7 +193,7 @@ def block_mul_cells(name: str, params: dict[str, int], work_dir: Path, data=None
     """Multipliers ($mul / $macc cells) Yosys finds in a block after elaboration (``proc; opt``)."""
     work = Path(work_dir)
     _, script = _block_script(name, params, work, data)
-    pre, = _yosys(script + "proc; opt; tee -q -o pre.json stat -json", work, ("pre.json",), f"block {name}")
+    pre, = _yosys(script + "proc; flatten; opt; tee -q -o pre.json stat -json", work, ("pre.json",), f"block {name}")
     return sum(n for c, n in pre.items() if c in MUL_CELLS)
 
 
@@ -196,7 +206,7 @@ def synthesize_block(name: str, params: dict[str, int], work_dir: Path, target: 
     block, script = _block_script(name, params, work, data)
     synth = (f"synth_ecp5 -top {block.top}" if target == "ecp5"
              else f"synth_xilinx -family {target} -top {block.top} -flatten -noiopad -noclkbuf")
-    script += f"proc; opt; tee -q -o pre.json stat -json; {synth}; tee -q -o post.json stat -json"
+    script += f"proc; flatten; opt; tee -q -o pre.json stat -json; {synth}; tee -q -o post.json stat -json"
     pre, post = _yosys(script, work, ("pre.json", "post.json"), f"block {name}")
     return {"block": name, "params": params, "target": target,
             "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in MUL_CELLS),

@@ -117,6 +117,20 @@ def test_skid_buffer_passes_every_beat_in_order(p_idle, p_backpressure, tmp_path
     assert res.bit_exact and (res.cycles_match or p_idle or p_backpressure), res
 
 
+def test_sasa_core_through_the_block_runner(tmp_path):
+    """The SASA core as a registered block: lint, the generic bench, its cycle model, its DWC memories."""
+    p = BLOCKS["sasa_core"].examples[0]
+    assert lint("sasa_core", p) == ""
+    rng = np.random.default_rng(5)
+    qk = (rng.random((2, 2 * p["T"], p["N"], p["D"])) < 0.3).astype(np.int8)
+    dwc = (rng.integers(-128, 128, (p["D"], 1, 3, 3)), rng.integers(-1000, 1001, p["D"]))
+    assert BLOCKS["sasa_core"].golden(p, qk, dwc).any()
+    clean = simulate("sasa_core", p, qk, tmp_path, run="stall_free", data=dwc)
+    assert clean.bit_exact and clean.cycles_match, clean
+    stalled = simulate("sasa_core", p, qk, tmp_path, p_idle=0.3, p_backpressure=0.4, seed=6, run="stalls", data=dwc)
+    assert stalled.bit_exact and stalled.total > clean.total
+
+
 def test_a_wrong_golden_side_is_caught_with_a_waveform(tmp_path, monkeypatch):
     """Positive control: the same RTL against a golden LIF that fires at H > theta instead of >=."""
     p = LIF_GEOMETRIES[0]

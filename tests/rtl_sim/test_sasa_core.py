@@ -50,7 +50,7 @@ def run_case(p, build_root, name, q, k, w, b, samples=2, **stalls):
 
 
 def build_name(p: SasaCoreParams) -> str:
-    return "_".join(f"{k}{v}" for k, v in p.as_hdl(None).items() if k != "DWC_FILE")
+    return "_".join(f"{k}{v}" for k, v in p.as_hdl(None).items() if not k.endswith("_FILE"))
 
 
 SMALL = SasaCoreParams(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=16, T=4, P=4, THETA_A=8, THETA_O=128, DWC_SHIFT=-2)
@@ -80,9 +80,10 @@ def test_corner_cases(build_root, case):
         q[:], k[:] = 0, 0
     elif case == "all_spikes":
         q[:], k[:] = 1, 1
-    else:  # DWC accumulators far outside the membrane range, both signs
+    else:  # DWC accumulators far outside the membrane range, both signs; weights at both ends of W_BITS
+        lo, hi = -(1 << (SMALL.W_BITS - 1)), (1 << (SMALL.W_BITS - 1)) - 1
         b = np.where(np.arange(SMALL.D) % 2, 1 << 20, -(1 << 20))
-        w = np.full_like(w, 1 << 16)
+        w = np.where(np.arange(SMALL.D)[:, None, None, None] % 2, hi, lo) + 0 * w
     r, expected = run_case(SMALL, build_root, case, q, k, w, b)
     if case == "saturation":
         drive = expected["drive"]
@@ -112,10 +113,10 @@ def test_other_geometries(build_root, params):
 @pytest.mark.parametrize("mem_bits, mem_frac, acc_bits, shift", [(8, 1, 16, 0), (24, 12, 40, 4), (32, 20, 48, 8)],
                          ids=["Q8.1-acc16", "Q24.12-acc40", "Q32.20-acc48"])
 def test_other_membrane_formats_and_accumulator_widths(build_root, mem_bits, mem_frac, acc_bits, shift):
-    """The narrowest and widest formats the export allows, the LIF_o drive saturated both ways and
-    inside the range too."""
+    """The narrowest and widest formats the export allows (DWC weights up to 44 bits wide), the LIF_o
+    drive saturated both ways and inside the range too."""
     p = SasaCoreParams(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=8, T=3, P=4, MEM_BITS=mem_bits, MEM_FRAC=mem_frac,
-                       THETA_A=8, THETA_O=1 << mem_frac, ACC_BITS=acc_bits, DWC_SHIFT=shift)
+                       THETA_A=8, THETA_O=1 << mem_frac, ACC_BITS=acc_bits, W_BITS=acc_bits - 4, DWC_SHIFT=shift)
     q, k, _, _ = random_case(p, 31, rate_q=0.5, rate_k=0.5)
     rng = np.random.default_rng(32)
     top = 1 << (acc_bits - 5)  # nine taps and the bias stay inside the accumulator
@@ -165,7 +166,7 @@ def test_parameter_sets_the_core_cannot_take_are_refused():
 @pytest.mark.parametrize("overrides", [{}, {"P": 1}, {"T": 1, "N_AGG": 1}, {"P": 64, "DWC": 0}, {"D": 12, "P": 3},
                                        {"DWC_SHIFT": -3, "ACC_BITS": 16}, {"DWC_SHIFT": 5}])
 def test_verilator_lint_is_clean(overrides):
-    args = [f"-G{k}={v}" for k, v in overrides.items()] + ['-GDWC_FILE="x.hex"']
+    args = [f"-G{k}={v}" for k, v in overrides.items()] + ['-GDWC_FILE="x.hex"', '-GDWC_BIAS_FILE="y.hex"']
     env = {**__import__("os").environ, **verilator_env()}
     out = subprocess.run(["verilator", "--lint-only", "-Wall", *map(str, SOURCES), *args],
                          capture_output=True, text=True, env=env)
@@ -208,3 +209,18 @@ def test_every_lane_count_up_to_d_wide(build_root, lanes):
     q, k, w, b = random_case(p, 42, samples=2, rate_q=0.6, rate_k=0.6)
     r, _ = run_case(p, build_root, "lanes_wide", q, k, w, b, p_idle=0.2, p_backpressure=0.2, seed=43)
     assert r.bit_exact, f"P={lanes}: {r.mismatching_beats} output beats differ; waveform: {r.waves}"
+
+
+def test_dwc_weights_are_stored_at_their_width(tmp_path):
+    """The DWC ROM holds weights at W_BITS (the export's weight width), biases at ACC_BITS: a weight
+    that does not fit W_BITS is refused, naming the widths."""
+    from saformer.errors import ConfigError
+    from saformer.rtl_sim.core import dwc_bias_file, write_dwc_file
+
+    _, _, w, b = random_case(SMALL, 3)
+    path = write_dwc_file(tmp_path / "dwc.hex", SMALL, w, b)
+    assert all(len(line) == 2 for line in path.read_text().split())  # 8-bit weights: two hex digits
+    assert all(len(line) == 8 for line in dwc_bias_file(path).read_text().split())  # 32-bit biases
+    w[0, 0, 0, 0] = 128
+    with pytest.raises(ConfigError, match="exceed 8 bits .*must fit W_BITS"):
+        write_dwc_file(tmp_path / "dwc.hex", SMALL, w, b)

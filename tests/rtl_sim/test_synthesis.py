@@ -28,6 +28,6 @@ def test_a_planted_multiplier_is_counted(tmp_path, monkeypatch):
     planted = tmp_path / "src" / SOURCES[0].name
     planted.parent.mkdir()
     planted.write_text(original.replace(addition, "+ SCORE_BITS'(qc) * SCORE_BITS'(kc);"))
-    monkeypatch.setattr(synth_module, "SOURCES", [planted])
+    monkeypatch.setattr(synth_module, "SOURCES", [planted, *SOURCES[1:]])  # the core's submodules unchanged
     r = synthesize(SasaCoreParams(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=8, T=2, P=4), tmp_path / "work")
     assert r["mul_cells_before_mapping"] == 4  # one per lane

@@ -12,10 +12,13 @@
 // Streams (valid/ready), token-major within a time step: for t, for n in 0..N-1, for g in 0..D/P-1:
 //   s_data = {K[n, gP +: P], Q[n, gP +: P]}      m_data = O[n, gP +: P]
 // Schedule: the input pass of step t+1 runs while step t is emitted (K and the mask are double
-// buffered), so the stall-free interval is N*D/P cycles per step. The first output beat is
-// accepted N*D/P + 1 cycles after the first input beat; a sample of T steps completes in
-// (T + 1) * N * D / P + 1 cycles (saformer/rtl_sim/cycle_model.py). Samples follow each other
-// without a gap; neuron states restart at t = 0.
+// buffered), so the stall-free interval is N*D/P cycles per step. The output pass computes LIF_o's
+// drive into a register, LIF_o is the library's lif_unit (its membranes in a memory), and the
+// output leaves through a skid_buffer: s_ready and m_valid / m_data are registers, and m_ready
+// reaches nothing but the skid buffer. The first output beat is accepted N*D/P + 3 cycles after
+// the first input beat; a sample of T steps completes in (T + 1) * N * D / P + 3 cycles
+// (saformer/rtl_sim/core.py, cycle_model). Samples follow each other without a gap; neuron states
+// restart at t = 0.
 `default_nettype none
 
 module sasa_core #(
@@ -32,9 +35,10 @@ module sasa_core #(
     parameter int THETA_O = 128,     // LIF_o threshold in membrane units
     parameter bit DWC = 1'b1,        // depthwise-conv branch present
     parameter int ACC_BITS = 32,     // DWC accumulator and bias width (signed)
+    parameter int W_BITS = 8,        // DWC weight width (signed): the ROM stores them at this width
     parameter int DWC_SHIFT = 0,     // DWC acc_frac - MEM_FRAC (negative: exact left shift)
-    parameter DWC_FILE = ""          // $readmemh: D*9 weights (tap-major per channel), then D biases,
-                                     // each ACC_BITS-wide two's complement hex
+    parameter DWC_FILE = "",         // $readmemh: D*9 weights (tap-major per channel), W_BITS wide
+    parameter DWC_BIAS_FILE = ""     // $readmemh: D biases, ACC_BITS wide (two's complement hex)
 ) (
     input  wire logic              clk,
     input  wire logic              rst,       // synchronous, active high
@@ -55,25 +59,31 @@ module sasa_core #(
     localparam int TB = T > 1 ? $clog2(T) : 1;
     localparam int BB = $clog2(BEATS) > 0 ? $clog2(BEATS) : 1;
     localparam int GB = $clog2(G) > 0 ? $clog2(G) : 1;
-    localparam int RB = $clog2(D * 10) > 0 ? $clog2(D * 10) : 1;
+    localparam int RB = $clog2(D * 9) > 0 ? $clog2(D * 9) : 1;
+    localparam int DB = $clog2(D) > 0 ? $clog2(D) : 1;
 
     generate
         if (D % P != 0) begin : g_bad_lanes
             $error("sasa_core %m: D=%0d is not a multiple of P=%0d", D, P);
         end
-        if (ACC_BITS < MEM_BITS) begin : g_bad_acc
-            $error("sasa_core %m: ACC_BITS=%0d must be at least MEM_BITS=%0d", ACC_BITS, MEM_BITS);
+        if (ACC_BITS < MEM_BITS || W_BITS > ACC_BITS) begin : g_bad_acc
+            $error("sasa_core %m: need W_BITS=%0d <= ACC_BITS=%0d and MEM_BITS=%0d <= ACC_BITS", W_BITS, ACC_BITS, MEM_BITS);
         end
         if (N % N_AGG != 0 || GRID_H * GRID_W != N) begin : g_bad_tokens
             $error("sasa_core %m: N=%0d must equal GRID_H*GRID_W and be a multiple of N_AGG=%0d", N, N_AGG);
         end
     endgenerate
 
-    // ---- the DWC branch's integers (a ROM) ---------------------------------------------------------
-    logic signed [ACC_BITS-1:0] dwc_rom [D * 10];
+    // ---- the DWC branch's integers: weights at their own width, biases at the accumulator's ----
+    logic signed [W_BITS-1:0] dwc_w [D * 9];
+    logic signed [ACC_BITS-1:0] dwc_b [D];
     initial begin
-        for (int i = 0; i < D * 10; i++) dwc_rom[i] = '0;
-        if (DWC) $readmemh(DWC_FILE, dwc_rom);
+        for (int i = 0; i < D * 9; i++) dwc_w[i] = '0;
+        for (int i = 0; i < D; i++) dwc_b[i] = '0;
+        if (DWC) begin
+            $readmemh(DWC_FILE, dwc_w);
+            $readmemh(DWC_BIAS_FILE, dwc_b);
+        end
     end
 
     // ---- state, one entry per group of P channels (addresses are counters: no multiplier) -------
@@ -84,7 +94,6 @@ module sasa_core #(
     logic [P*CNT_BITS-1:0]   kcnt [G];
     logic [P*SCORE_BITS-1:0] score [G];          // w^2 * a, growing over the time step
     logic [P*SCORE_BITS-1:0] va [G];             // LIF_a membranes
-    logic [P*MEM_BITS-1:0]   vo [BEATS];         // LIF_o membranes (signed lanes)
 
     // input side: position of the next beat
     logic [BB-1:0] a_beat;                      // token * G + group
@@ -96,12 +105,16 @@ module sasa_core #(
     // output side
     logic [BB-1:0] b_beat;
     logic [GB-1:0] b_g;
-    logic [RB-1:0] b_dbase, b_wbase;            // first channel of the group, and its first weight
+    logic [DB-1:0] b_dbase;                     // first channel of the group
+    logic [RB-1:0] b_wbase;                     // and its first weight
     logic [$clog2(GRID_H + 1)-1:0] b_row;
     logic [$clog2(GRID_W + 1)-1:0] b_col;
     logic [TB-1:0] b_t;
     logic          b_bank;
     logic [1:0]    inflight;                    // steps whose input is done and output is not
+    logic          y_valid;                     // LIF_o's drive, registered, into lif_unit
+    logic [P*MEM_BITS-1:0] y_data;
+    logic          lif_ready;
 
     localparam int KAB = $clog2(2 * BEATS);     // K buffer address
     localparam int MAB = $clog2(2 * G);         // mask buffer address
@@ -114,7 +127,7 @@ module sasa_core #(
 
     wire a_fire = s_valid && s_ready;
     wire a_last_beat = a_fire && a_beat == BB'(BEATS - 1);
-    wire b_fire = inflight != 2'd0 && (!m_valid || m_ready);
+    wire b_fire = inflight != 2'd0 && (!y_valid || lif_ready);
     wire b_last_beat = b_fire && b_beat == BB'(BEATS - 1);
     assign s_ready = !rst && inflight != 2'd2;
 
@@ -202,51 +215,51 @@ module sasa_core #(
                              && (DC >= 0 || b_col != '0) && (DC <= 0 || b_col != ($bits(b_col))'(GRID_W - 1));
     end
 
-    logic [P-1:0]          o_next;
-    logic [P*MEM_BITS-1:0] vo_next;
+    logic [P*MEM_BITS-1:0] y_next;
     wire [P-1:0]           k_rd = kbuf[kaddr(b_bank, b_beat)];
     wire [P-1:0]           m_rd = mbuf[maddr(b_bank, b_g)];
-    wire [P*MEM_BITS-1:0]  vo_rd = vo[b_beat];
     logic [P-1:0]          k_nb [9];             // K of the 3x3 neighbours (offsets are constants)
     for (genvar tap = 0; tap < 9; tap++) begin : g_nb
         localparam int OFFSET = ((tap / 3 - 1) * GRID_W + (tap % 3 - 1)) * G;
         assign k_nb[tap] = kbuf[kaddr(b_bank, BB'(int'(b_beat) + OFFSET))];
     end
     for (genvar l = 0; l < P; l++) begin : g_out_lane
-        wire signed [MEM_BITS-1:0] v = b_t == '0 ? '0 : $signed(vo_rd[l*MEM_BITS +: MEM_BITS]);
         wire signed [WIDE:0] masked_k = (m_rd[l] && k_rd[l]) ? (WIDE + 1)'(1 << MEM_FRAC) : '0;
         // DWC: the bias plus the weight of every tap whose neighbour spikes (an adder tree)
         wire [9*(WIDE+1)-1:0] terms;
         for (genvar tap = 0; tap < 9; tap++) begin : g_tap
             assign terms[tap*(WIDE+1) +: WIDE+1] = (in_grid[tap] && k_nb[tap][l])
-                ? (WIDE + 1)'(dwc_rom[RB'(l * 9 + tap) + b_wbase]) : '0;
+                ? (WIDE + 1)'(dwc_w[RB'(l * 9 + tap) + b_wbase]) : '0;
         end
-        wire signed [WIDE:0] bias = (WIDE + 1)'(dwc_rom[RB'(D * 9 + l) + b_dbase]);
+        wire signed [WIDE:0] bias = (WIDE + 1)'(dwc_b[DB'(l) + b_dbase]);
         wire signed [WIDE:0] dwc_sum = bias + sum_taps(terms);
         wire signed [WIDE:0] acc = DWC_SHIFT >= 0 ? dwc_sum >>> DWC_SHIFT : dwc_sum <<< UP;
         wire signed [WIDE:0] y = DWC ? masked_k + (WIDE + 1)'(saturate(acc)) : masked_k;
-        wire signed [MEM_BITS:0] h = ((MEM_BITS + 1)'(v) + (MEM_BITS + 1)'(saturate(y))) >>> 1;  // LIF_o
-        assign o_next[l] = h >= (MEM_BITS + 1)'(THETA_O);
-        assign vo_next[l*MEM_BITS +: MEM_BITS] = o_next[l] ? '0 : h[MEM_BITS-1:0];
+        assign y_next[l*MEM_BITS +: MEM_BITS] = saturate(y);
     end
 
-    always_ff @(posedge clk) begin
-        if (b_fire) vo[b_beat] <= vo_next;
-    end
+    // LIF_o: the library's LIF unit (membranes of all N*D neurons in its memory), then a skid buffer
+    logic o_valid, o_ready;
+    logic [P-1:0] o_data;
+    lif_unit #(.WIDTH(MEM_BITS), .LANES(P), .NEURONS(N * D), .T(T), .THETA(THETA_O)) u_lif_o (
+        .clk, .rst, .s_valid(y_valid), .s_ready(lif_ready), .s_data(y_data),
+        .m_valid(o_valid), .m_ready(o_ready), .m_data(o_data));
+    skid_buffer #(.WIDTH(P)) u_out (
+        .clk, .rst, .s_valid(o_valid), .s_ready(o_ready), .s_data(o_data), .m_valid, .m_ready, .m_data);
 
     always_ff @(posedge clk) begin
         if (rst) begin
             b_beat <= '0; b_g <= '0; b_dbase <= '0; b_wbase <= '0; b_row <= '0; b_col <= '0;
-            b_t <= '0; b_bank <= 1'b0; m_valid <= 1'b0; m_data <= '0; inflight <= 2'd0;
+            b_t <= '0; b_bank <= 1'b0; y_valid <= 1'b0; y_data <= '0; inflight <= 2'd0;
         end else begin
             inflight <= inflight + {1'b0, a_last_beat} - {1'b0, b_last_beat};
             if (b_fire) begin
-                m_data <= o_next;
-                m_valid <= 1'b1;
+                y_data <= y_next;
+                y_valid <= 1'b1;
                 b_beat <= b_last_beat ? '0 : b_beat + 1'b1;
                 if (b_g != GB'(G - 1)) begin
                     b_g <= b_g + 1'b1;
-                    b_dbase <= b_dbase + RB'(P);
+                    b_dbase <= b_dbase + DB'(P);
                     b_wbase <= b_wbase + RB'(P * 9);
                 end else begin
                     b_g <= '0; b_dbase <= '0; b_wbase <= '0;
@@ -261,8 +274,8 @@ module sasa_core #(
                         b_t <= b_t == TB'(T - 1) ? '0 : b_t + 1'b1;
                     end
                 end
-            end else if (m_ready) begin
-                m_valid <= 1'b0;
+            end else if (lif_ready) begin
+                y_valid <= 1'b0;
             end
         end
     end
