@@ -53,6 +53,8 @@ def test_flow_runs_every_stage_and_reports(flow_run):
     assert synth["pnr"]["part"]["device"] == hw["ecp5_device"] and synth["pnr"]["target_mhz"] == hw["clock_mhz"]
     assert report["timing"]["clock_mhz"] == synth["pnr"]["fmax_mhz"]
     assert all(x["simulation_matches_model"] for x in report["timing"]["layers"])
+    for x in report["timing"]["layers"]:  # the report's one-image and streaming figures add up to what was simulated
+        assert x["cycles_single_image"] + (x["simulated_images"] - 1) * x["cycles_per_image_streaming"] == x["simulated_cycles"]
     assert set(report["energy"]["tables"]) == {"sasa", "ssa", "sdsa"}
     assert all(m["values"] > 0 for m in json.loads((out / "hls" / "hls.json").read_text())["mixed_hls_rtl"])
     md = (out / "report.md").read_text()

@@ -15,6 +15,7 @@ from saformer.config import ModelConfig
 from saformer.errors import SaformerError
 from saformer.rundir import RUN_FILES, write_json
 from saformer.report.energy import energy_table
+from saformer.rtl_sim.core import SasaCoreParams, cycle_model
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 SOURCES = RUN_FILES  # the run directory's layout (saformer.rundir): what the report reads
@@ -102,9 +103,12 @@ def timing(m: dict[str, Any], cfg: ModelConfig) -> dict[str, Any] | None:
     layers = []
     for lay in rtl["layers"]:
         p = lay["params"]
-        beats = p["N"] * p["D"] // p["P"]
-        per_image = p["T"] * beats  # steady state: one step every N*D/P cycles
-        first = (p["T"] + 1) * beats + 1  # a lone image, from its first beat to its last output
+        params = SasaCoreParams(**{k: v for k, v in p.items() if not k.endswith("_FILE")})
+        beats = params.beats_per_step
+        per_image = cycle_model(params, 2).total - cycle_model(params, 1).total  # steady state: the interval
+        # a lone image, first beat to last output: from the model the rtl stage recorded for its run
+        # (so a run directory made by an older core reports that core's figure)
+        first = lay["predicted_cycles"] - (lay["images"] - 1) * per_image
         layers.append({"layer": lay["layer"], "lanes": p["P"], "beats_per_step": beats,
                        "cycles_per_image_streaming": per_image, "cycles_single_image": first,
                        "simulated_cycles": lay["cycles"], "predicted_cycles": lay["predicted_cycles"],
