@@ -341,11 +341,10 @@ def _check_build_paths(out: str) -> None:
 
 def _check_lanes(ex, lanes: int) -> None:
     """Every SASA layer of the export must take the lane count (refused before the golden run)."""
-    from saformer.rtl_sim.core import params_from_export
+    from saformer.rtl_sim.core import check_lanes
 
     try:
-        for node in ex.graph.of_op("sasa"):
-            params_from_export(ex, node.name, lanes)
+        check_lanes(ex, lanes)
     except ConfigError as exc:
         raise ConfigError(f"--lanes {lanes}: {exc}") from None
 

@@ -26,12 +26,11 @@ class HlsIntoRtl:
 
     def validate(self, ex: IntegerExport) -> None:
         """Refuse a lane count that no SASA core of the export takes (before minutes of C simulation)."""
-        from saformer.rtl_sim.core import params_from_export
+        from saformer.rtl_sim.core import check_lanes
 
         if self.lanes < 1:
             raise ConfigError(f"--lanes must be at least 1, got {self.lanes} (pass --no-rtl to skip the RTL check)")
-        for node in ex.graph.of_op("sasa"):
-            params_from_export(ex, node.name, self.lanes)
+        check_lanes(ex, self.lanes)
 
     def __call__(self, ex: IntegerExport, core: str, qk: np.ndarray, traces: dict[str, np.ndarray], out: Path,
                  samples: int) -> dict[str, Any]:

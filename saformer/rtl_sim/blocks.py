@@ -48,6 +48,9 @@ class Block:
     # writer that checks the data and writes those files
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     write_memories: Callable[[dict[str, int], Any, Path], None] | None = None
+    # non-zero memory contents that pass the checks, for synthesis without an export (a zero ROM
+    # would let Yosys remove the adders and under-report the block)
+    synthesis_data: Callable[[dict[str, int]], Any] | None = None
     # parameter sets at the digits model's geometry (saformer-2-64: D = 64, 16 tokens, 8x8 SPS maps,
     # 16-bit membranes, 8-bit weights, 32-bit accumulators): what the resource benchmark synthesizes
     # and the multiplier check covers
@@ -262,9 +265,18 @@ def _engine_write_memories(p: dict[str, int], data: dict[str, np.ndarray], direc
         "".join(f"{v:0{digits}x}\n" for v in pack_words(b, p["ACC_BITS"], p["LANES"])))
 
 
+def _engine_synthesis_data(p: dict[str, int]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    fan_in = p["IN"] * p["KERNEL"] ** 2
+    top = max(1, min((1 << (p["W_BITS"] - 1)) - 1, (1 << (p["ACC_BITS"] - 2)) // fan_in))
+    shape = (p["OUT"], p["IN"], 3, 3) if p["KERNEL"] == 3 else (p["OUT"], p["IN"])
+    return {"weight": rng.integers(-top, top + 1, shape), "bias": rng.integers(-top, top + 1, p["OUT"])}
+
+
 SYN_ENGINE = Block("syn_engine", "syn_engine", (HDL_DIR / "syn_engine.sv",), _engine_check, _engine_cycles,
                    _engine_golden, _engine_pack_in, lambda p, y: pack_words(y, p["MEM_BITS"], p["LANES"]),
                    files={"WEIGHT_FILE": "weight.hex", "BIAS_FILE": "bias.hex"}, write_memories=_engine_write_memories,
+                   synthesis_data=_engine_synthesis_data,
                    examples=(dict(IN=64, OUT=256, LANES=8, KERNEL=1, H=1, W=1, W_BITS=8, ACC_BITS=32, MEM_BITS=16,
                                   OUT_SHIFT=-2),  # an MLP fc1
                              dict(IN=32, OUT=64, LANES=8, KERNEL=3, H=8, W=8, W_BITS=8, ACC_BITS=32, MEM_BITS=16,
@@ -311,12 +323,19 @@ def _sasa_write_memories(p: dict[str, int], data, directory: Path) -> None:
     write_dwc_file(directory / SASA_CORE.files["DWC_FILE"], SasaCoreParams(**p), *data)
 
 
+def _sasa_synthesis_data(p: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    top = (1 << (p["W_BITS"] - 1)) - 1
+    return rng.integers(-top, top + 1, (p["D"], 1, 3, 3)), rng.integers(-1000, 1001, p["D"])
+
+
 SASA_CORE = Block("sasa_core", TOP, tuple(SOURCES), _sasa_check,
                   lambda p, qk: cycle_model(SasaCoreParams(**p), _sasa_split(p, qk)[2]).total, _sasa_golden,
                   lambda p, qk: concat_beats(pack(qk[0], p["P"]), pack(qk[1], p["P"]), p["P"]),
                   lambda p, o: pack(o, p["P"]),
                   files={"DWC_FILE": "dwc.hex", "DWC_BIAS_FILE": dwc_bias_file(Path("dwc.hex")).name},
                   write_memories=_sasa_write_memories,
+                  synthesis_data=_sasa_synthesis_data,
                   examples=(dict(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=64, T=4, P=8, MEM_BITS=16, MEM_FRAC=8, THETA_A=8,
                                  THETA_O=128, DWC=1, ACC_BITS=32, W_BITS=8, DWC_SHIFT=-2),))
 

@@ -109,6 +109,12 @@ def dwc_bias_file(weight_file: Path) -> Path:
     return weight_file.with_name(weight_file.stem + "_bias" + weight_file.suffix)
 
 
+def check_lanes(ex, lanes: int) -> None:
+    """Every SASA node of the export's graph must take ``lanes`` (ConfigError naming the reason)."""
+    for node in ex.graph.of_op("sasa"):
+        params_from_export(ex, node.name, lanes)
+
+
 def write_dwc_file(path: Path, params: SasaCoreParams, weights: np.ndarray, biases: np.ndarray) -> Path:
     """$readmemh files: D*9 weights (channel-major, taps row-major) at W_BITS in ``path``, and D
     biases at ACC_BITS beside it (dwc_bias_file)."""

@@ -167,26 +167,13 @@ def _block_script(name: str, params: dict[str, int], work: Path, data) -> tuple[
         shutil.copy(src, work / src.name)
     files = ""
     if block.write_memories is not None:
-        block.write_memories(params, data if data is not None else _random_memories(name, params), work)
-        files = " ".join(f"-set {f} \"{name}\"" for f, name in block.files.items())
+        if data is None and block.synthesis_data is None:
+            raise SynthesisError(f"block {name} has memories but no synthesis pattern; pass its data")
+        block.write_memories(params, data if data is not None else block.synthesis_data(params), work)
+        files = " ".join(f"-set {param} \"{fname}\"" for param, fname in block.files.items())
     sets = " ".join(f"-set {k} {_literal(v)}" for k, v in params.items())
     return block, (f"read_verilog -defer -sv {' '.join(s.name for s in block.sources)}; "
                    f"chparam {sets} {files} {block.top}; hierarchy -top {block.top}; ")
-
-
-def _random_memories(name: str, params: dict[str, int]):
-    """Non-zero memory contents that pass the block's checks (a zero ROM would let Yosys remove the adders)."""
-    rng = np.random.default_rng(0)
-    if name == "syn_engine":
-        p = params
-        fan_in = p["IN"] * p["KERNEL"] ** 2
-        top = max(1, min((1 << (p["W_BITS"] - 1)) - 1, ((1 << (p["ACC_BITS"] - 2)) // fan_in)))
-        shape = (p["OUT"], p["IN"], 3, 3) if p["KERNEL"] == 3 else (p["OUT"], p["IN"])
-        return {"weight": rng.integers(-top, top + 1, shape), "bias": rng.integers(-top, top + 1, p["OUT"])}
-    if name == "sasa_core":
-        top = (1 << (params["W_BITS"] - 1)) - 1
-        return rng.integers(-top, top + 1, (params["D"], 1, 3, 3)), rng.integers(-1000, 1001, params["D"])
-    raise SynthesisError(f"no memory pattern for block {name!r}")
 
 
 def block_mul_cells(name: str, params: dict[str, int], work_dir: Path, data=None) -> int:
