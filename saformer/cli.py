@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, ECP5_DEVICES, SURROGATES, XILINX_FAMILIES, \
-    HardwareConfig, get_config
+from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, ECP5_DEVICES, MEMORY_STYLES, SURROGATES, \
+    XILINX_FAMILIES, HardwareConfig, get_config
 from saformer.data import DATASETS, check_data_source
 from saformer.errors import CheckpointError, ConfigError, SaformerError
 from saformer.rundir import check_out_dir, refuse_whitespace
@@ -442,7 +442,7 @@ def check_flow(args: argparse.Namespace):
                        qat_epochs=args.qat_epochs, weight_bits=args.weight_bits, hls_images=args.hls_images,
                        rtl_images=args.rtl_images, check_images=args.check_images,
                        hw=HardwareConfig(lanes=args.lanes, family=args.family, ecp5_device=args.ecp5_device,
-                                         clock_mhz=args.clock_mhz),
+                                         clock_mhz=args.clock_mhz, memory_style=args.memory_style),
                        pnr=not args.no_pnr, device=args.device, progress=not args.no_progress,
                        sweep_n_agg=tuple(args.sweep_n_agg or ()), skip=tuple(args.skip or ()))
     check_flow_options(opts)
@@ -621,6 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"ECP5 part for place and route (default {hw.ecp5_device})")
     p.add_argument("--clock-mhz", type=_float_in(0.0, lo_open=True, hi=1000.0), default=hw.clock_mhz,
                    help=f"target clock of place and route (default {hw.clock_mhz:g} MHz)")
+    p.add_argument("--memory-style", choices=list(MEMORY_STYLES), default=hw.memory_style,
+                   help=f"how synthesis maps memories (default {hw.memory_style}: Yosys's choice by size)")
     p.add_argument("--no-pnr", action="store_true", help="skip the nextpnr ECP5 clock estimate")
     p.add_argument("--skip", action="append", choices=["hls", "rtl", "synth"],
                    help="leave out a hardware stage (repeatable); the report says 'not run' for it")

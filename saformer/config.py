@@ -275,6 +275,9 @@ INPUT_FRAC = {"digits": 4, "cifar10": 5, "cifar100": 5, "dvsgesture": 0, "cifar1
 
 # ---- hardware ---------------------------------------------------------------------------------
 XILINX_FAMILIES = {"xc7": "7-series (e.g. xc7a100t)", "xcup": "UltraScale+ (e.g. xczu7ev)"}  # synth_xilinx -family
+# how Yosys maps the designs' memories (membranes, weights, spike buffers): its ram_style attribute
+MEMORY_STYLES = {"auto": "Yosys's choice by size", "block": "block RAM (BRAM / DP16KD)",
+                 "distributed": "LUT RAM", "registers": "flip-flops"}
 ECP5_DEVICES = {"LFE5U-25F": "--25k", "LFE5U-45F": "--45k", "LFE5U-85F": "--85k"}  # nextpnr-ecp5 flags
 
 
@@ -293,6 +296,7 @@ class HardwareConfig:
     ecp5_device: str = "LFE5U-85F"  # place and route (nextpnr-ecp5)
     ecp5_package: str = "CABGA381"
     clock_mhz: float = 100.0  # target clock of place and route, and of latency figures
+    memory_style: str = "auto"  # one of MEMORY_STYLES, for every memory of a synthesized design
 
     def __post_init__(self) -> None:
         self.validate()
@@ -304,6 +308,8 @@ class HardwareConfig:
             raise ConfigError(f"hardware config: family {self.family!r}; known: {sorted(XILINX_FAMILIES)}")
         if self.ecp5_device not in ECP5_DEVICES:
             raise ConfigError(f"hardware config: ECP5 device {self.ecp5_device!r}; known: {sorted(ECP5_DEVICES)}")
+        if self.memory_style not in MEMORY_STYLES:
+            raise ConfigError(f"hardware config: memory_style {self.memory_style!r}; known: {list(MEMORY_STYLES)}")
         if not (isinstance(self.clock_mhz, (int, float)) and 0 < self.clock_mhz <= 1000):
             raise ConfigError(f"hardware config: clock_mhz must be in (0, 1000], got {self.clock_mhz!r}")
 

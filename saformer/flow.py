@@ -169,7 +169,7 @@ def _synth(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any
     cores = [n.name for n in ex.graph.of_op("sasa")]
     params, dwc = params_from_export(ex, cores[0], o.hw.lanes)  # every SASA layer has the same geometry
     result = {"module": "sasa_core", "layers": cores, "lanes": o.hw.lanes, "hardware": o.hw.to_dict(),
-              "yosys": synthesize(params, work / o.hw.family, o.hw.family, dwc)}
+              "yosys": synthesize(params, work / o.hw.family, o.hw.family, dwc, o.hw.memory_style)}
     result["pnr"] = place_and_route(params, work / "ecp5", dwc, o.hw) if o.pnr else None
     write_json(work / "synth.json", result)
     return result
@@ -206,7 +206,7 @@ def _sweep(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any
         else:
             shutil.rmtree(run, ignore_errors=True)
             metrics = train(run, cfg, tcfg, o.dataset, data_dir=o.data_dir, device=o.device, progress=o.progress)
-        syn = synthesize(params, run / "synth", o.hw.family, dwc)
+        syn = synthesize(params, run / "synth", o.hw.family, dwc, o.hw.memory_style)
         rows.append({"n_agg": n_agg, "window": window, "float_test_accuracy": metrics["test_accuracy"],
                      "resources": syn["resources"], "cycles_single_image": cycle_model(params).total,
                      "run_dir": str(run)})
@@ -234,7 +234,7 @@ STAGES = [
     Stage("synth", ("export",), lambda o: {"hardware": o.hw.to_dict(), "pnr": o.pnr}, _synth, "synth",
           RUN_FILES["synth"]),
     Stage("sweep", ("train", "export"), lambda o: {"n_agg": list(o.sweep_n_agg), "epochs": o.epochs, "lanes": o.hw.lanes,
-                                                  "family": o.hw.family}, _sweep, "sweep", RUN_FILES["sweep"],
+                                                  "family": o.hw.family, "memory_style": o.hw.memory_style}, _sweep, "sweep", RUN_FILES["sweep"],
           resumable=True),
     Stage("report", ("train", "quantize", "export", "golden", "hls", "rtl", "synth", "sweep"),
           lambda o: {"built": time.time()}, _report, None, "report.json"),  # always rebuilt: it is cheap

@@ -13,6 +13,7 @@ from saformer.errors import ConfigError
     ("family", "virtex2", "family 'virtex2'; known: ['xc7', 'xcup']"),
     ("ecp5_device", "LFE5U-12F", "ECP5 device 'LFE5U-12F'"),
     ("clock_mhz", 0, "clock_mhz must be in (0, 1000]"),
+    ("memory_style", "bram", "memory_style 'bram'; known: ['auto', 'block', 'distributed', 'registers']"),
 ])
 def test_a_bad_setting_is_refused_naming_it(field, value, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):

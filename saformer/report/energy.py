@@ -22,10 +22,12 @@ report says so.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from saformer.config import ModelConfig
+from saformer.graph import Graph, network_graph
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -39,50 +41,56 @@ class LayerOps:
     rate_from: str | None  # the LIF whose spikes feed it (None: the image)
 
 
-def sps_grids(cfg: ModelConfig) -> list[tuple[int, int]]:
-    """Spatial size each SPS conv runs at (its pool, if any, comes after it)."""
-    h, w, grids = cfg.height, cfg.width, []
-    for i in range(4):
-        grids.append((h, w))
-        if i + 1 in cfg.pool_layers:
-            h, w = -(-h // 2), -(-w // 2)
-    return grids
+def _spike_source(graph: Graph, name: str) -> str | None:
+    """The neuron whose firing rate measures the spikes of node ``name`` (None: the image)."""
+    node = graph[name]
+    if node.op == "lif":
+        return node.neuron
+    if node.op == "sasa":
+        return node.attrs["lif_o"]
+    if node.op == "input":
+        return None
+    raise ValueError(f"node {name!r} ({node.op}) carries no spikes")
 
 
 def layer_ops(cfg: ModelConfig, attention: str | None = None) -> list[LayerOps]:
-    """Every operation group of the model, in order, for ``attention`` (default: the config's)."""
+    """Every operation group of the model, in dataflow order, for ``attention`` (default: the config's).
+
+    Walks the network graph: a 3x3 conv reads 9 x C_in inputs per output, a token layer D_in, the
+    head every token's spike count; each SASA node is costed as the chosen attention.
+    """
     attention = attention or cfg.attention
-    n, d = cfg.num_tokens, cfg.dim
-    widths = (cfg.in_channels, *cfg.sps_channels)
+    if attention not in ("sasa", "ssa", "sdsa"):
+        raise ValueError(f"unknown attention {attention!r}")
+    graph = network_graph(cfg)
     ops = []
-    for i, (h, w) in enumerate(sps_grids(cfg)):
-        flops = 9 * widths[i] * widths[i + 1] * h * w
-        ops.append(LayerOps(f"sps.convs.{i}", "mac" if i == 0 else "ac", flops, None if i == 0 else f"sps.lifs.{i - 1}"))
-    ops.append(LayerOps("sps.rpe", "ac", 9 * d * d * n, "sps.lifs.3"))
-    for b in range(cfg.depth):
-        p = f"blocks.{b}"
-        s_in, q, k = f"{p}.lif_attn_in", f"{p}.attn.lif_q", f"{p}.attn.lif_k"
-        ops += [LayerOps(f"{p}.attn.q", "ac", n * d * d, s_in), LayerOps(f"{p}.attn.k", "ac", n * d * d, s_in)]
-        if attention == "sasa":
-            ops += [LayerOps(f"{p}.attn.count_q", "ac", n * d, q), LayerOps(f"{p}.attn.count_k", "ac", n * d, k),
-                    LayerOps(f"{p}.attn.score", "ac", n * d, q)]
-            if cfg.dwc:
-                ops.append(LayerOps(f"{p}.attn.dwc", "ac", 9 * n * d, k))
-            out_rate = f"{p}.attn.lif_o"
-        elif attention == "ssa":
-            ops += [LayerOps(f"{p}.attn.v", "ac", n * d * d, s_in), LayerOps(f"{p}.attn.qk", "ac", n * n * d, q),
-                    LayerOps(f"{p}.attn.av", "ac", n * n * d, k)]
-            out_rate = f"{p}.attn.lif_o"
-        elif attention == "sdsa":
-            ops += [LayerOps(f"{p}.attn.v", "ac", n * d * d, s_in), LayerOps(f"{p}.attn.qk_sum", "ac", n * d, q)]
-            out_rate = f"{p}.attn.lif_o"
-        else:
-            raise ValueError(f"unknown attention {attention!r}")
-        hidden = cfg.mlp_ratio * d
-        ops += [LayerOps(f"{p}.attn.proj", "ac", n * d * d, out_rate),
-                LayerOps(f"{p}.mlp.fc1", "ac", n * d * hidden, f"{p}.lif_mlp_in"),
-                LayerOps(f"{p}.mlp.fc2", "ac", n * hidden * d, f"{p}.mlp.lif")]
-    ops.append(LayerOps("head", "ac", n * d * cfg.num_classes, "head_lif"))
+    for node in graph:
+        if node.op in ("synapse", "head"):
+            x = graph[node.inputs[0]]
+            outputs = math.prod(node.shape)
+            if node.op == "head":
+                flops = math.prod(x.shape) * outputs
+            elif len(x.shape) == 3:
+                flops = 9 * x.shape[0] * outputs
+            else:
+                flops = x.shape[-1] * outputs
+            source = _spike_source(graph, x.name)
+            ops.append(LayerOps(node.layer, "ac" if source else "mac", flops, source))
+        elif node.op == "sasa":
+            (n, d), p = node.shape, node.name
+            q, k = (_spike_source(graph, i) for i in node.inputs)
+            q_layer = graph[graph[node.inputs[0]].inputs[0]]  # SSA / SDSA add a V layer reading its input
+            s_in = _spike_source(graph, q_layer.inputs[0])
+            if attention == "sasa":
+                ops += [LayerOps(f"{p}.count_q", "ac", n * d, q), LayerOps(f"{p}.count_k", "ac", n * d, k),
+                        LayerOps(f"{p}.score", "ac", n * d, q)]
+                if node.layer is not None:
+                    ops.append(LayerOps(node.layer, "ac", 9 * n * d, k))
+            elif attention == "ssa":
+                ops += [LayerOps(f"{p}.v", "ac", n * d * d, s_in), LayerOps(f"{p}.qk", "ac", n * n * d, q),
+                        LayerOps(f"{p}.av", "ac", n * n * d, k)]
+            else:
+                ops += [LayerOps(f"{p}.v", "ac", n * d * d, s_in), LayerOps(f"{p}.qk_sum", "ac", n * d, q)]
     return ops
 
 

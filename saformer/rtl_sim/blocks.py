@@ -422,11 +422,10 @@ def build(name: str, params: dict[str, int], build_dir: Path, trace: bool = Fals
     return build_hdl(block.sources, block.top, {**params, **block.file_params(build_dir / "mem")}, build_dir, trace)
 
 
-def simulate(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: Path, p_idle: float = 0.0,
-             p_backpressure: float = 0.0, seed: int = 0, run: str = "run", data: Any = None) -> BlockResult:
-    """Stream ``inputs`` through the block and compare every output beat with its golden function
-    (``data``: the block's memory contents, e.g. a layer's weights and bias). On a mismatch the run is
-    repeated on a tracing build and the waveform's path returned."""
+def _stimulus(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: Path, data: Any, p_idle: float,
+              p_backpressure: float):
+    """What every run of a block needs: its memories written, the input and the expected output beats,
+    the stall-free cycle model's total, and a timeout that allows for the stalls."""
     block = get_block(name)
     block.check(params)
     build_dir = Path(build_dir).resolve()
@@ -434,11 +433,21 @@ def simulate(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: P
         block.write_memories(params, data, build_dir / "mem")
     beats_in = block.pack_in(params, inputs)
     beats_out = block.pack_out(params, block.golden(params, inputs, data))
+    predicted = block.cycles(params, inputs)
+    timeout = int(10 * predicted / max(0.05, (1 - p_idle) * (1 - p_backpressure))) + 1000
+    return block, build_dir, beats_in, beats_out, predicted, timeout
+
+
+def simulate(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: Path, p_idle: float = 0.0,
+             p_backpressure: float = 0.0, seed: int = 0, run: str = "run", data: Any = None) -> BlockResult:
+    """Stream ``inputs`` through the block and compare every output beat with its golden function
+    (``data``: the block's memory contents, e.g. a layer's weights and bias). On a mismatch the run is
+    repeated on a tracing build and the waveform's path returned."""
+    block, build_dir, beats_in, beats_out, predicted, timeout = _stimulus(name, params, inputs, build_dir, data,
+                                                                          p_idle, p_backpressure)
     runner, obj_dir = build(name, params, build_dir)
     test_dir = build_dir / run
     test_dir.mkdir(parents=True, exist_ok=True)
-    predicted = block.cycles(params, inputs)
-    timeout = int(10 * predicted / max(0.05, (1 - p_idle) * (1 - p_backpressure))) + 1000
     (test_dir / "stim.json").write_text(json.dumps({"in": [f"{b:x}" for b in beats_in], "out": [f"{b:x}" for b in beats_out],
                                                     "p_idle": p_idle, "p_backpressure": p_backpressure,
                                                     "seed": seed, "timeout": timeout}))
@@ -447,3 +456,19 @@ def simulate(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: P
     r, waves = run_bench(runner, obj_dir, lambda: build(name, params, build_dir, trace=True), "saformer.rtl_sim.tb.block_tb",
                          block.top, test_dir, result_file, env, run)
     return BlockResult(r["mismatching_beats"] == 0, r["mismatching_beats"], r["mismatches"], r["total"], predicted, waves)
+
+
+def simulate_bulk(name: str, params: dict[str, int], inputs: np.ndarray, build_dir: Path, data: Any = None,
+                  p_idle: float = 0.0, p_backpressure: float = 0.0, seed: int = 0) -> BlockResult:
+    """As :func:`simulate`, through the compiled harness (saformer.rtl_sim.harness): no Python in the
+    cycle loop, for bulk runs. Its cycle counts are the cocotb bench's; it writes no waveform
+    (rerun a failing case with :func:`simulate` for one)."""
+    from saformer.rtl_sim.harness import StreamHarness
+
+    block, build_dir, beats_in, expected, predicted, timeout = _stimulus(name, params, inputs, build_dir, data,
+                                                                         p_idle, p_backpressure)
+    harness = StreamHarness(block.sources, block.top, {**params, **block.file_params(build_dir / "mem")}, build_dir)
+    run = harness.run(beats_in, len(expected), p_idle, p_backpressure, seed, timeout=timeout)
+    wrong = [i for i, (got, want) in enumerate(zip(run.beats, expected)) if got != want]
+    mismatches = [f"beat {i}: got {run.beats[i]:#x}, want {expected[i]:#x}" for i in wrong[:10]]
+    return BlockResult(not wrong, len(wrong), mismatches, run.total, predicted, None)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from saformer.config import XILINX_FAMILIES, HardwareConfig
+from saformer.config import MEMORY_STYLES, XILINX_FAMILIES, HardwareConfig
 from saformer.errors import SaformerError
 from saformer.rtl_sim.core import SOURCES, TOP, SasaCoreParams, write_dwc_file
 
@@ -78,6 +78,13 @@ def _yosys(script: str, work: Path, outputs: tuple[str, ...], what: str) -> list
     return counts
 
 
+def _ram_style(style: str) -> str:
+    """Yosys commands that give every memory the hardware config's ``memory_style`` (none for auto)."""
+    if style not in MEMORY_STYLES:
+        raise SynthesisError(f"unknown memory style {style!r}; known: {list(MEMORY_STYLES)}")
+    return "" if style == "auto" else f'setattr -set ram_style "{style}" m:*; '
+
+
 def _prepare(params: SasaCoreParams, work: Path, dwc: tuple[np.ndarray, np.ndarray] | None) -> str:
     """Copy the sources and the DWC ROM into ``work`` (yowasp tools see only their working
     directory); returns the chparam arguments."""
@@ -92,7 +99,7 @@ def _prepare(params: SasaCoreParams, work: Path, dwc: tuple[np.ndarray, np.ndarr
 
 
 def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
-               dwc: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+               dwc: tuple[np.ndarray, np.ndarray] | None = None, memory_style: str = "auto") -> dict[str, Any]:
     """Synthesize one parameter set; returns resources and the multiplier count before mapping.
 
     Without DWC integers, the ROM holds a fixed non-zero pattern (all weights must stay: a zero
@@ -103,12 +110,12 @@ def synthesize(params: SasaCoreParams, work_dir: Path, family: str = "xc7",
     work = Path(work_dir)
     chparams = _prepare(params, work, dwc)
     script = (f"read_verilog -defer -sv {' '.join(s.name for s in SOURCES)}; "
-              f"chparam {chparams} {DWC_FILES} {TOP}; hierarchy -top {TOP}; "
+              f"chparam {chparams} {DWC_FILES} {TOP}; hierarchy -top {TOP}; {_ram_style(memory_style)}"
               f"proc; flatten; opt; tee -q -o pre.json stat -json; "
               f"synth_xilinx -family {family} -top {TOP} -flatten -noiopad -noclkbuf; "
               f"tee -q -o post.json stat -json")
     pre, post = _yosys(script, work, ("pre.json", "post.json"), TOP)
-    return {"params": params.as_hdl(None), "family": family, "family_name": FAMILIES[family],
+    return {"params": params.as_hdl(None), "family": family, "family_name": FAMILIES[family], "memory_style": memory_style,
             "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in MUL_CELLS),
             "resources": _group(post), "cells": post}
 
@@ -126,7 +133,7 @@ def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarra
     work = Path(work_dir)
     chparams = _prepare(params, work, dwc)
     script = (f"read_verilog -defer -sv {' '.join(s.name for s in SOURCES)}; "
-              f"chparam {chparams} {DWC_FILES} {TOP}; hierarchy -top {TOP}; "
+              f"chparam {chparams} {DWC_FILES} {TOP}; hierarchy -top {TOP}; {_ram_style(hw.memory_style)}"
               f"synth_ecp5 -top {TOP} -json design.json")
     proc = subprocess.run([yosys, "-q", "-l", "yosys_ecp5.log", "-p", script], cwd=work, capture_output=True, text=True)
     if proc.returncode != 0 or not (work / "design.json").exists():
@@ -140,7 +147,7 @@ def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarra
     report = json.loads((work / "report.json").read_text())
     fmax = report.get("fmax", {})
     clock = next(iter(fmax.values()), {}) if fmax else {}
-    return {"part": part, "target_mhz": target_mhz, "seed": seed,
+    return {"part": part, "target_mhz": target_mhz, "seed": seed, "memory_style": hw.memory_style,
             "fmax_mhz": clock.get("achieved"), "constraint_mhz": clock.get("constraint"),
             "utilization": {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}}
 
@@ -155,7 +162,7 @@ def _group_ecp5(cells: dict[str, int]) -> dict[str, int]:
             "MULT18": cells.get("MULT18X18D", 0), "MUX": cells.get("PFUMX", 0) + cells.get("L6MUX21", 0)}
 
 
-def _block_script(name: str, params: dict[str, int], work: Path, data) -> tuple[Any, str]:
+def _block_script(name: str, params: dict[str, int], work: Path, data, memory_style: str = "auto") -> tuple[Any, str]:
     """Copy a block's sources (and its memory files, from ``data`` or a fixed random pattern) into
     ``work``; returns the block and the Yosys commands that read and elaborate it."""
     from saformer.rtl_sim.blocks import get_block
@@ -173,7 +180,7 @@ def _block_script(name: str, params: dict[str, int], work: Path, data) -> tuple[
         files = " ".join(f"-set {param} \"{fname}\"" for param, fname in block.files.items())
     sets = " ".join(f"-set {k} {_literal(v)}" for k, v in params.items())
     return block, (f"read_verilog -defer -sv {' '.join(s.name for s in block.sources)}; "
-                   f"chparam {sets} {files} {block.top}; hierarchy -top {block.top}; ")
+                   f"chparam {sets} {files} {block.top}; hierarchy -top {block.top}; {_ram_style(memory_style)}")
 
 
 def block_mul_cells(name: str, params: dict[str, int], work_dir: Path, data=None) -> int:
@@ -184,17 +191,19 @@ def block_mul_cells(name: str, params: dict[str, int], work_dir: Path, data=None
     return sum(n for c, n in pre.items() if c in MUL_CELLS)
 
 
-def synthesize_block(name: str, params: dict[str, int], work_dir: Path, target: str = "xc7", data=None) -> dict[str, Any]:
-    """One block of the library through ``synth_xilinx`` (family xc7 / xcup) or ``synth_ecp5``;
-    returns its mapped resources and the multipliers found before mapping."""
+def synthesize_block(name: str, params: dict[str, int], work_dir: Path, target: str = "xc7", data=None,
+                     memory_style: str = "auto") -> dict[str, Any]:
+    """One block of the library through ``synth_xilinx`` (family xc7 / xcup) or ``synth_ecp5``, its
+    memories mapped as ``memory_style`` says; returns its mapped resources and the multipliers found
+    before mapping."""
     if target not in TARGETS:
         raise SynthesisError(f"unknown target {target!r}; known: {list(TARGETS)}")
     work = Path(work_dir)
-    block, script = _block_script(name, params, work, data)
+    block, script = _block_script(name, params, work, data, memory_style)
     synth = (f"synth_ecp5 -top {block.top}" if target == "ecp5"
              else f"synth_xilinx -family {target} -top {block.top} -flatten -noiopad -noclkbuf")
     script += f"proc; flatten; opt; tee -q -o pre.json stat -json; {synth}; tee -q -o post.json stat -json"
     pre, post = _yosys(script, work, ("pre.json", "post.json"), f"block {name}")
-    return {"block": name, "params": params, "target": target,
+    return {"block": name, "params": params, "target": target, "memory_style": memory_style,
             "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in MUL_CELLS),
             "resources": _group_ecp5(post) if target == "ecp5" else _group(post), "cells": post}

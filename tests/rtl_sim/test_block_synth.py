@@ -46,3 +46,13 @@ def test_the_engine_maps_its_memories_to_block_ram(target, tmp_path):
     r = synthesize_block("syn_engine", BLOCKS["syn_engine"].examples[0], tmp_path, target)
     ram = r["resources"]["BRAM36"] + r["resources"]["BRAM18"] if target == "xc7" else r["resources"]["DP16KD"]
     assert ram >= 1 and r["mul_cells_before_mapping"] == 0, r["resources"]
+
+
+def test_the_memory_style_moves_memories_between_block_ram_and_luts(tmp_path):
+    """The hardware config's memory_style reaches Yosys: the LIF unit's membranes (1,024 x 16 bits)
+    sit in block RAM when asked, in LUT RAM when asked, whatever Yosys would pick by itself."""
+    params = BLOCKS["lif_unit"].examples[0]
+    block = synthesize_block("lif_unit", params, tmp_path / "block", "xc7", memory_style="block")["resources"]
+    lut = synthesize_block("lif_unit", params, tmp_path / "lut", "xc7", memory_style="distributed")["resources"]
+    assert block["BRAM18"] + block["BRAM36"] >= 1 and block["LUTRAM"] == 0, block
+    assert lut["BRAM18"] + lut["BRAM36"] == 0 and lut["LUTRAM"] >= 1, lut

@@ -7,6 +7,8 @@ between runs without a rebuild. Seeds are fixed and named in each case.
 import json
 import subprocess
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,17 @@ def test_random_stalls_and_backpressure(build_root, p_idle, p_backpressure, seed
     r, _ = run_case(SMALL, build_root, f"stalls{seed}", q, k, w, b, p_idle=p_idle, p_backpressure=p_backpressure, seed=seed)
     assert r.bit_exact, f"{r.mismatching_beats} output beats differ; waveform: {r.waves}"
     assert r.total > r.predicted.total  # the stalls really happened
+
+
+def test_one_beat_per_token_under_backpressure(build_root):
+    """P = D: LIF_a's mask reaches the output side through its bypass, which must pick the step being
+    emitted: back-pressure holds the output pass on step t while the mask of step t+1 arrives."""
+    p = replace(SMALL, P=SMALL.D)
+    q, k, w, b = random_case(p, 6, samples=3, rate_q=0.5, rate_k=0.5)
+    r, expected = run_case(p, build_root, "one_beat_stalls", q, k, w, b, samples=3, p_backpressure=0.5, seed=6)
+    assert 0.3 < expected["mask"].mean() < 0.7  # masks that change from step to step
+    assert r.bit_exact, f"{r.mismatching_beats} output beats differ; waveform: {r.waves}"
+    assert r.total > r.predicted.total
 
 
 @pytest.mark.parametrize("case", ["no_spikes", "all_spikes", "saturation"])

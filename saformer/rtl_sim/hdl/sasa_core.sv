@@ -12,10 +12,10 @@
 // Streams (valid/ready), token-major within a time step: for t, for n in 0..N-1, for g in 0..D/P-1:
 //   s_data = {K[n, gP +: P], Q[n, gP +: P]}      m_data = O[n, gP +: P]
 // Schedule: the input pass of step t+1 runs while step t is emitted (K and the mask are double
-// buffered), so the stall-free interval is N*D/P cycles per step. The output pass computes LIF_o's
-// drive into a register, LIF_o is the library's lif_unit (its membranes in a memory), and the
-// output leaves through a skid_buffer: s_ready and m_valid / m_data are registers, and m_ready
-// reaches nothing but the skid buffer. The first output beat is accepted N*D/P + 3 cycles after
+// buffered), so the stall-free interval is N*D/P cycles per step. LIF_a and LIF_o are both the
+// library's lif_unit (membranes in its memory). The output pass computes LIF_o's drive into a
+// register, and the output leaves through a skid_buffer: s_ready and m_valid / m_data are
+// registers, and m_ready reaches nothing but the skid buffer. The first output beat is accepted N*D/P + 3 cycles after
 // the first input beat; a sample of T steps completes in (T + 1) * N * D / P + 3 cycles
 // (saformer/rtl_sim/core.py, cycle_model). Samples follow each other without a gap; neuron states
 // restart at t = 0.
@@ -53,7 +53,9 @@ module sasa_core #(
     localparam int BEATS = N * G;                         // beats per time step
     localparam int WIN = N / N_AGG;                       // tokens per window
     localparam int CNT_BITS = $clog2(WIN + 1);
-    localparam int SCORE_BITS = $clog2(N * WIN + 1) + 1;  // score <= N * w; LIF_a's H stays below
+    localparam int SCORE_BITS = $clog2(N * WIN + 1) + 1;  // score <= N * w, with a spare bit
+    // LIF_a's width (signed, as lif_unit's): holds every score and the threshold, non-negative
+    localparam int A_BITS = (SCORE_BITS > $clog2(THETA_A + 1) ? SCORE_BITS : $clog2(THETA_A + 1)) + 1;
     localparam int UP = DWC_SHIFT < 0 ? -DWC_SHIFT : 0;   // headroom for a left shift
     localparam int WIDE = ACC_BITS + UP;
     localparam int TB = T > 1 ? $clog2(T) : 1;
@@ -93,7 +95,6 @@ module sasa_core #(
     logic [P*CNT_BITS-1:0]   qcnt [G];           // Q / K counts of the current window
     logic [P*CNT_BITS-1:0]   kcnt [G];
     logic [P*SCORE_BITS-1:0] score [G];          // w^2 * a, growing over the time step
-    logic [P*SCORE_BITS-1:0] va [G];             // LIF_a membranes
 
     // input side: position of the next beat
     logic [BB-1:0] a_beat;                      // token * G + group
@@ -133,29 +134,39 @@ module sasa_core #(
 
     // ---- input side: counts, score, LIF_a, K buffer: one lane per channel of the beat ------------
     logic [P*CNT_BITS-1:0]   qc_next, kc_next;
-    logic [P*SCORE_BITS-1:0] score_next, va_next;
-    logic [P-1:0]            mask_next;
+    logic [P*SCORE_BITS-1:0] score_next;
+    logic [P*A_BITS-1:0]     a_drive;            // the step's final scores, into LIF_a
     wire [P*CNT_BITS-1:0]   qcnt_rd = qcnt[a_g];
     wire [P*CNT_BITS-1:0]   kcnt_rd = kcnt[a_g];
     wire [P*SCORE_BITS-1:0] score_rd = score[a_g];
-    wire [P*SCORE_BITS-1:0] va_rd = va[a_g];
     for (genvar l = 0; l < P; l++) begin : g_in_lane
         wire q = s_data[l];
         wire k = s_data[P + l];
         wire [CNT_BITS-1:0] qc = a_wpos == '0 ? '0 : qcnt_rd[l*CNT_BITS +: CNT_BITS];
         wire [CNT_BITS-1:0] kc = a_wpos == '0 ? '0 : kcnt_rd[l*CNT_BITS +: CNT_BITS];
         wire [SCORE_BITS-1:0] sc_prev = a_first_token ? '0 : score_rd[l*SCORE_BITS +: SCORE_BITS];
-        wire [SCORE_BITS-1:0] v = a_t == '0 ? '0 : va_rd[l*SCORE_BITS +: SCORE_BITS];
         // (qc + q)(kc + k) - qc kc = q kc + k qc + q k: a spike selects a count to add
         wire [SCORE_BITS-1:0] sc = sc_prev + (q ? SCORE_BITS'(kc) : '0) + (k ? SCORE_BITS'(qc) : '0)
                                    + SCORE_BITS'(q & k);
-        wire [SCORE_BITS:0] h = ({1'b0, v} + {1'b0, sc}) >> 1;   // LIF_a: H = (V + X) >> 1
         assign qc_next[l*CNT_BITS +: CNT_BITS] = qc + CNT_BITS'(q);
         assign kc_next[l*CNT_BITS +: CNT_BITS] = kc + CNT_BITS'(k);
         assign score_next[l*SCORE_BITS +: SCORE_BITS] = sc;
-        assign mask_next[l] = h >= (SCORE_BITS + 1)'(THETA_A);
-        assign va_next[l*SCORE_BITS +: SCORE_BITS] = mask_next[l] ? '0 : h[SCORE_BITS-1:0];
+        assign a_drive[l*A_BITS +: A_BITS] = A_BITS'(sc);   // zero-extended: a score is a count
     end
+
+    // LIF_a: the library's LIF unit, one neuron per channel, driven by the last token's beats (the
+    // step's final scores). Its mask leaves one cycle later into the mask buffer; the output side
+    // reads a group's mask no earlier than G cycles after that beat, so only G = 1 needs a bypass.
+    logic          mask_valid;
+    logic [P-1:0]  mask_data;
+    logic [GB-1:0] mask_g;
+    logic          mask_bank;
+    /* verilator lint_off UNUSEDSIGNAL */
+    logic          lif_a_ready;                  // always 1: its m_ready is tied high
+    /* verilator lint_on UNUSEDSIGNAL */
+    lif_unit #(.WIDTH(A_BITS), .LANES(P), .NEURONS(D), .T(T), .THETA(THETA_A)) u_lif_a (
+        .clk, .rst, .s_valid(a_fire && a_last_token), .s_ready(lif_a_ready), .s_data(a_drive),
+        .m_valid(mask_valid), .m_ready(1'b1), .m_data(mask_data));
 
     always_ff @(posedge clk) begin
         if (a_fire) begin
@@ -163,11 +174,12 @@ module sasa_core #(
             qcnt[a_g] <= qc_next;
             kcnt[a_g] <= kc_next;
             score[a_g] <= score_next;
-            if (a_last_token) begin
-                va[a_g] <= va_next;
-                mbuf[maddr(a_bank, a_g)] <= mask_next;
-            end
         end
+        if (a_fire && a_last_token) begin
+            mask_g <= a_g;
+            mask_bank <= a_bank;
+        end
+        if (mask_valid) mbuf[maddr(mask_bank, mask_g)] <= mask_data;
     end
 
     always_ff @(posedge clk) begin
@@ -217,7 +229,7 @@ module sasa_core #(
 
     logic [P*MEM_BITS-1:0] y_next;
     wire [P-1:0]           k_rd = kbuf[kaddr(b_bank, b_beat)];
-    wire [P-1:0]           m_rd = mbuf[maddr(b_bank, b_g)];
+    wire [P-1:0]           m_rd = (G == 1 && mask_valid && mask_bank == b_bank) ? mask_data : mbuf[maddr(b_bank, b_g)];
     logic [P-1:0]          k_nb [9];             // K of the 3x3 neighbours (offsets are constants)
     for (genvar tap = 0; tap < 9; tap++) begin : g_nb
         localparam int OFFSET = ((tap / 3 - 1) * GRID_W + (tap % 3 - 1)) * G;
