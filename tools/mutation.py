@@ -50,6 +50,7 @@ SV, CORE = "saformer/rtl_sim/hdl/sasa_core.sv", "saformer/rtl_sim/core.py"
 HDL, BLOCKS = "saformer/rtl_sim/hdl/", "saformer/rtl_sim/blocks.py"
 ENGINE_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_syn_engine_equals_the_contract",)
 BLOCK_TESTS = ("tests/rtl_sim/test_blocks.py",)
+ENCODER_TESTS = ("tests/rtl_sim/test_event_encoder.py::test_event_encoder_writes_the_engines_events",)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,11 @@ MUTANTS = [
            "sum[WIDTH-1:0]", "residual add wraps instead of saturating", BLOCK_TESTS),
     Mutant("skid-drops-held-beat", HDL + "skid_buffer.sv", "skid_valid <= 1'b1;", "skid_valid <= 1'b0;",
            "skid buffer drops the beat it should hold under back-pressure", BLOCK_TESTS),
+    Mutant("encoder-last-event-empty", HDL + "event_encoder.sv", "o_data = pend_valid ? {2'b10, pend}",
+           "o_data = pend_valid ? {2'b11, pend}", "event encoder marks a group's final event empty", ENCODER_TESTS),
+    Mutant("encoder-group-ends-early", HDL + "event_encoder.sv",
+           "wire in_group_end = in_last_chunk && in_pos == PW'(POS - 1);", "wire in_group_end = in_pos == PW'(POS - 1);",
+           "event encoder ends a group at the first beat of its last position", ENCODER_TESTS),
     # ---- cycle model ---------------------------------------------------------------------------------
     Mutant("cycles-total-off-by-one", CORE, "total=(steps + 1) * b + 3,", "total=(steps + 1) * b + 2,",
            "cycle model one cycle short", RTL_TESTS[:1]),

@@ -12,6 +12,8 @@ and simulates any of them (Verilator through cocotb, the generic bench tb/block_
     syn_engine  the event-driven synaptic layer (linear / 1x1, 3x3 on spike maps): a spike adds its
                 weight rows, LANES outputs a cycle; weights and accumulators in on-chip memories.
                 With VALUE_BITS > 0, the first conv (events carry the image's values: it multiplies)
+    event_encoder  a dense stream (a lif_unit's spikes, the image's values) -> syn_engine's events,
+                one per non-zero element, with the engine's group ends
 """
 
 from __future__ import annotations
@@ -203,8 +205,13 @@ def _engine_golden(p: dict[str, int], x: np.ndarray, data: dict[str, np.ndarray]
 
 
 def _engine_pack_in(p: dict[str, int], x: np.ndarray) -> list[int]:
-    """One beat per spike (per non-zero value), {last, empty, [value,] y, x, c}; an empty group is one
-    beat with `empty` set."""
+    return _events(p, _engine_groups(p, x))
+
+
+def _events(p: dict[str, int], groups: np.ndarray) -> list[int]:
+    """(groups, positions, IN) -> syn_engine's input beats: one per spike (per non-zero value),
+    {last, empty, [value,] y, x, c}; an empty group is one beat with `empty` set. The engine's and
+    the event encoder's parameters (IN, KERNEL, H, W, VALUE_BITS) fix the fields."""
     cw = max(1, (p["IN"] - 1).bit_length())
     xw = max(1, (p["W"] - 1).bit_length()) if p["KERNEL"] == 3 else 1
     yw = max(1, (p["H"] - 1).bit_length()) if p["KERNEL"] == 3 else 1
@@ -212,7 +219,7 @@ def _engine_pack_in(p: dict[str, int], x: np.ndarray) -> list[int]:
     top = cw + xw + yw + vb
     last_bit, empty_bit = 1 << (top + 1), 1 << top
     beats: list[int] = []
-    for group in _engine_groups(p, x):
+    for group in groups:
         pos, chan = np.nonzero(group)  # position-major, then channel
         if pos.size == 0:
             beats.append(last_bit | empty_bit)
@@ -285,6 +292,61 @@ SYN_ENGINE = Block("syn_engine", "syn_engine", (HDL_DIR / "syn_engine.sv",), _en
                                   OUT_SHIFT=-2, VALUE_BITS=8)),  # the first conv, on the 8-bit image
                    multipliers=lambda p: p["LANES"] if p.get("VALUE_BITS", 0) else 0)
 
+# ---- event_encoder -------------------------------------------------------------------------------
+def _encoder_check(p: dict[str, int]) -> None:
+    _positive("event_encoder", p, "IN", "LANES", "KERNEL", "H", "W", "GROUP")
+    if p["IN"] % p["LANES"]:
+        raise ConfigError(f"event_encoder: IN={p['IN']} is not a multiple of LANES={p['LANES']}")
+    if p["KERNEL"] not in (1, 3):
+        raise ConfigError(f"event_encoder: KERNEL={p['KERNEL']} (1 or 3)")
+    if not 0 <= p.get("VALUE_BITS", 0) <= 16:
+        raise ConfigError(f"event_encoder: VALUE_BITS={p.get('VALUE_BITS')} is outside 0..16")
+
+
+def _encoder_params(p: dict[str, int]) -> dict[str, int]:
+    return {"H": 1, "W": 1, "GROUP": 1, "VALUE_BITS": 0, **p}
+
+
+def _encoder_groups(p: dict[str, int], x: np.ndarray) -> np.ndarray:
+    """x: (..., positions, IN) spikes or values -> (groups, positions per group, IN)."""
+    pos = p["H"] * p["W"] if p["KERNEL"] == 3 else p["GROUP"]
+    x = np.asarray(x)
+    if x.shape[-1] != p["IN"] or (x.size // p["IN"]) % pos:
+        raise ConfigError(f"event_encoder: input must be (..., positions, IN={p['IN']}) with whole groups of "
+                          f"{pos} positions, got {x.shape}")
+    lo, hi = _value_range(p)
+    if x.min() < lo or x.max() > hi:
+        raise ConfigError(f"event_encoder: an element of {x.min() if x.min() < lo else x.max()} does not fit "
+                          + (f"VALUE_BITS={p['VALUE_BITS']}" if p["VALUE_BITS"] else "a spike (0/1)"))
+    return x.reshape(-1, pos, p["IN"])
+
+
+def _encoder_cycles(p: dict[str, int], x: np.ndarray) -> int:
+    """Stall-free: a beat with e events costs max(e, 1), plus 1 when it ends a group and e > 0; plus 2."""
+    p = _encoder_params(p)
+    e = (_encoder_groups(p, x) != 0).reshape(-1, p["IN"] // p["LANES"], p["LANES"]).sum(-1)  # per beat
+    e = e.reshape(_encoder_groups(p, x).shape[0], -1)  # (groups, beats per group)
+    cost = np.maximum(e, 1)
+    cost[:, -1] = np.where(e[:, -1] > 0, e[:, -1] + 1, 1)
+    return int(cost.sum()) + 2
+
+
+def _encoder_pack_in(p: dict[str, int], x: np.ndarray) -> list[int]:
+    p = _encoder_params(p)
+    x = _encoder_groups(p, x)
+    return pack_words(x, p["VALUE_BITS"], p["LANES"]) if p["VALUE_BITS"] else pack(x, p["LANES"])
+
+
+EVENT_ENCODER = Block("event_encoder", "event_encoder", (HDL_DIR / "event_encoder.sv", HDL_DIR / "skid_buffer.sv"),
+                      lambda p: _encoder_check(_encoder_params(p)), _encoder_cycles,
+                      lambda p, x, data=None: np.array(_events(_encoder_params(p), _encoder_groups(_encoder_params(p), x)),
+                                                       dtype=object),
+                      _encoder_pack_in, lambda p, y: [int(v) for v in y],
+                      examples=(dict(IN=64, LANES=8, KERNEL=1, GROUP=1),  # before fc1 / Q, K
+                                dict(IN=32, LANES=8, KERNEL=3, H=8, W=8),  # before the last SPS conv
+                                dict(IN=1, LANES=1, KERNEL=3, H=8, W=8, VALUE_BITS=8)))  # the image, into the first conv
+
+
 # ---- sasa_core -----------------------------------------------------------------------------------
 def _sasa_check(p: dict[str, int]) -> None:
     try:
@@ -339,7 +401,8 @@ SASA_CORE = Block("sasa_core", TOP, tuple(SOURCES), _sasa_check,
                   examples=(dict(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=64, T=4, P=8, MEM_BITS=16, MEM_FRAC=8, THETA_A=8,
                                  THETA_O=128, DWC=1, ACC_BITS=32, W_BITS=8, DWC_SHIFT=-2),))
 
-BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE, SASA_CORE)}
+BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE, EVENT_ENCODER,
+                                                SASA_CORE)}
 
 
 def get_block(name: str) -> Block:
