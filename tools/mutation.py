@@ -50,6 +50,7 @@ SV, CORE = "saformer/rtl_sim/hdl/sasa_core.sv", "saformer/rtl_sim/core.py"
 HDL, BLOCKS = "saformer/rtl_sim/hdl/", "saformer/rtl_sim/blocks.py"
 ENGINE_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_syn_engine_equals_the_contract",)
 BLOCK_TESTS = ("tests/rtl_sim/test_blocks.py",)
+PLUMBING_TESTS = ("tests/rtl_sim/test_stream_plumbing.py::test_plumbing_passes_every_beat_with_its_cycle_model",)
 ENCODER_TESTS = ("tests/rtl_sim/test_event_encoder.py::test_event_encoder_writes_the_engines_events",)
 
 
@@ -176,6 +177,12 @@ MUTANTS = [
     Mutant("encoder-group-ends-early", HDL + "event_encoder.sv",
            "wire in_group_end = in_last_chunk && in_pos == PW'(POS - 1);", "wire in_group_end = in_pos == PW'(POS - 1);",
            "event encoder ends a group at the first beat of its last position", ENCODER_TESTS),
+    Mutant("fifo-write-wraps-early", HDL + "stream_fifo.sv", "if (push) wr <= wr == AW'(DEPTH - 1)",
+           "if (push) wr <= wr == AW'(DEPTH - 2)", "FIFO write pointer wraps one entry early", PLUMBING_TESTS),
+    Mutant("fork-forgets-taken", HDL + "stream_fork.sv", "if (v0 && r0) taken0 <= 1'b1;", "if (1'b0) taken0 <= 1'b1;",
+           "fork sends a beat twice to the consumer that took it while the other stalls", PLUMBING_TESTS),
+    Mutant("repeat-one-pass-short", HDL + "frame_repeat.sv", "pass == TW'(TIMES - 1);",
+           "pass == TW'(TIMES - 2);", "frame repeat stops one replay early", PLUMBING_TESTS),
     # ---- cycle model ---------------------------------------------------------------------------------
     Mutant("cycles-total-off-by-one", CORE, "total=(steps + 1) * b + 3,", "total=(steps + 1) * b + 2,",
            "cycle model one cycle short", RTL_TESTS[:1]),

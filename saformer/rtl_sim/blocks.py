@@ -14,6 +14,9 @@ and simulates any of them (Verilator through cocotb, the generic bench tb/block_
                 With VALUE_BITS > 0, the first conv (events carry the image's values: it multiplies)
     event_encoder  a dense stream (a lif_unit's spikes, the image's values) -> syn_engine's events,
                 one per non-zero element, with the engine's group ends
+    stream_fifo, stream_fork, stream_join (tested together as fork_join), frame_repeat: the plumbing
+                of the accelerator's top (residual buffers, one stream to two engines, {K, Q}, a static
+                image's first-conv frame replayed at every step)
 """
 
 from __future__ import annotations
@@ -347,6 +350,54 @@ EVENT_ENCODER = Block("event_encoder", "event_encoder", (HDL_DIR / "event_encode
                                 dict(IN=1, LANES=1, KERNEL=3, H=8, W=8, VALUE_BITS=8)))  # the image, into the first conv
 
 
+# ---- stream plumbing: FIFO, fork + join, frame repeat --------------------------------------------
+def _ints(block: str, p: dict[str, int], x) -> list[int]:
+    """Beats as non-negative integers that fit WIDTH bits."""
+    beats = [int(v) for v in np.asarray(x, dtype=object).reshape(-1)]
+    if any(b < 0 or b >> p["WIDTH"] for b in beats):
+        raise ConfigError(f"{block}: a beat does not fit WIDTH={p['WIDTH']} bits")
+    return beats
+
+
+def _fifo_check(block: str, p: dict[str, int]) -> None:
+    _positive(block, p, "WIDTH", "DEPTH")
+    if p["DEPTH"] < 2:
+        raise ConfigError(f"{block}: DEPTH={p['DEPTH']}; at least 2 (one beat of memory would halve the throughput)")
+
+
+STREAM_FIFO = Block("stream_fifo", "stream_fifo", (HDL_DIR / "stream_fifo.sv",),
+                    lambda p: _fifo_check("stream_fifo", p), lambda p, x: len(x) + 2,
+                    lambda p, x, data=None: x, lambda p, x: _ints("stream_fifo", p, x), lambda p, y: [int(v) for v in y],
+                    examples=({"WIDTH": 8 * 16, "DEPTH": 256},))  # two steps of the digits residual stream
+
+FORK_JOIN = Block("fork_join", "fork_join_check",
+                  tuple(HDL_DIR / f for f in ("fork_join_check.sv", "stream_fork.sv", "stream_fifo.sv", "stream_join.sv",
+                                              "skid_buffer.sv")),
+                  lambda p: _fifo_check("fork_join", p), lambda p, x: len(x) + 4,
+                  lambda p, x, data=None: [(int(v) << p["WIDTH"]) | int(v) for v in x],
+                  lambda p, x: _ints("fork_join", p, x), lambda p, y: [int(v) for v in y],
+                  examples=({"WIDTH": 8 * 16, "DEPTH": 4},))
+
+
+def _repeat_golden(p: dict[str, int], x, data=None) -> list[int]:
+    beats = _ints("frame_repeat", p, x)
+    if len(beats) % p["BEATS"]:
+        raise ConfigError(f"frame_repeat: {len(beats)} beats are not whole frames of BEATS={p['BEATS']}")
+    frames = [beats[i:i + p["BEATS"]] for i in range(0, len(beats), p["BEATS"])]
+    return [b for f in frames for _ in range(p["TIMES"]) for b in f]
+
+
+def _repeat_cycles(p: dict[str, int], x) -> int:
+    frames = len(x) // p["BEATS"]
+    return frames * (p["TIMES"] * p["BEATS"] + 1) + 1 - (frames if p["TIMES"] == 1 else 0)
+
+
+FRAME_REPEAT = Block("frame_repeat", "frame_repeat", (HDL_DIR / "frame_repeat.sv", HDL_DIR / "skid_buffer.sv"),
+                     lambda p: _positive("frame_repeat", p, "WIDTH", "BEATS", "TIMES"), _repeat_cycles, _repeat_golden,
+                     lambda p, x: _ints("frame_repeat", p, x), lambda p, y: [int(v) for v in y],
+                     examples=({"WIDTH": 8 * 16, "BEATS": 64, "TIMES": 4},))  # the digits first conv's frame
+
+
 # ---- sasa_core -----------------------------------------------------------------------------------
 def _sasa_check(p: dict[str, int]) -> None:
     try:
@@ -402,7 +453,7 @@ SASA_CORE = Block("sasa_core", TOP, tuple(SOURCES), _sasa_check,
                                  THETA_O=128, DWC=1, ACC_BITS=32, W_BITS=8, DWC_SHIFT=-2),))
 
 BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE, EVENT_ENCODER,
-                                                SASA_CORE)}
+                                                STREAM_FIFO, FORK_JOIN, FRAME_REPEAT, SASA_CORE)}
 
 
 def get_block(name: str) -> Block:
