@@ -372,6 +372,22 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     return 0 if r["all_bit_exact"] and r["all_cycles_match"] else 1
 
 
+def check_accel(args: argparse.Namespace) -> None:
+    check_out_dir(args.out)
+    _check_build_paths(args.out)
+    _check_export_input(args)
+
+
+def cmd_accel(args: argparse.Namespace) -> int:
+    from saformer.rtl_sim.accel import ACCEL_MD, accelerate_export
+
+    check_accel(args)
+    r = accelerate_export(Path(args.export_dir), Path(args.out), HardwareConfig(lanes=args.lanes), args.images,
+                          args.data_dir)
+    print((Path(args.out) / ACCEL_MD).read_text())
+    return 0 if r["bit_exact"] else 1
+
+
 def _hls_options(args: argparse.Namespace):
     from saformer.hls.flow import HlsOptions, LayerOptions
 
@@ -581,6 +597,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=NON_NEGATIVE, default=0)
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_rtl, check=check_rtl)
+
+    p = sub.add_parser("accel", help="the whole accelerator of an export: generated, simulated end to end (Verilator)")
+    p.add_argument("export_dir", help="a directory written by 'saformer export'")
+    p.add_argument("--out", required=True, help="directory for the build and accel.json / accel.md")
+    p.add_argument("--lanes", "-P", type=POSITIVE, default=DEFAULT_LANES,
+                   help="lanes of every engine (the largest divisor of its outputs up to this); the SASA cores' P")
+    p.add_argument("--images", type=POSITIVE, help="the first N test images (default: the whole test set)")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_accel, check=check_accel)
 
     p = sub.add_parser("hls", help="hls4ml projects of the synaptic stages, C-simulated against the golden model")
     p.add_argument("export_dir", help="a directory written by 'saformer export'")

@@ -73,8 +73,8 @@ class StreamHarness:
                 *[f"-G{k}={self._literal(v)}" for k, v in parameters.items()],
                 *map(str, self.sources), str(HARNESS_CPP)]
         # the PyPI wheel's PCH flag is empty (see sim.build_hdl): a MAKEFLAGS variable fills it in;
-        # and the model is compiled at -O2 rather than the makefile's -Os
-        make = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2 OPT_SLOW=-O1 OPT_GLOBAL=-O2"
+        # and the model is compiled at -O3 rather than the makefile's -Os
+        make = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O3 OPT_SLOW=-O1 OPT_GLOBAL=-O2"
         proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **env, "MAKEFLAGS": make})
         (obj / "build.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0 or not self.exe.exists():

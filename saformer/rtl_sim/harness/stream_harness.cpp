@@ -129,6 +129,7 @@ int main(int argc, char** argv) {
         }
         const bool ready = p_bp <= 0.0 || rng.uniform() >= p_bp;
         top->m_ready = ready;
+        top->clk = 0;  // the falling edge and this cycle's inputs settle in one evaluation
         top->eval();
         if (presenting && top->s_ready) {
             if (sent == 0) first_in = cycle;
@@ -139,7 +140,8 @@ int main(int argc, char** argv) {
             get(top->m_data, &out[received * OUT_WORDS]);
             out_cycle[received++] = cycle;
         }
-        top->clk = 1; top->eval(); top->clk = 0; top->eval();
+        top->clk = 1;
+        top->eval();
         ++cycle;
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

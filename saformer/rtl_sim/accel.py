@@ -1,0 +1,421 @@
+"""The whole accelerator: a SystemVerilog top generated from the export's graph, a pipeline of the
+library's blocks (one engine per synaptic layer), and its end-to-end simulation against the golden
+model through the compiled harness (docs/accelerator.md: the architecture, the schedule, why).
+
+Every graph node becomes hardware, every edge a valid/ready stream:
+
+    input      the top's s_* port: the quantized image, one pixel (all its channels) per beat
+    synapse    event_encoder -> syn_engine (the first conv: the encoder carries the image's values)
+    maxpool    maxpool              lif        lif_unit (a static value first goes through frame_repeat)
+    add        stream_join -> sat_add (the branch that forked off earlier waits in a stream_fifo)
+    tokens     nothing: a frame's (position, channel) order is the tokens' order
+    sasa       stream_join {K, Q} -> sasa_core
+    head       event_encoder (a group = a sample's T x N tokens) -> syn_engine with T*N x the bias
+               and an accumulator-wide output: the logits, the top's m_* port
+
+A node read by two others is forked (stream_fork). Lanes: an engine emits the largest divisor of its
+output channels that is at most the hardware config's lanes, and everything downstream of it up to
+the next event encoder (pool, LIF, add, the SASA core) runs at those lanes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saformer.config import HardwareConfig
+from saformer.errors import ConfigError
+from saformer.rtl_sim.blocks import BLOCKS, SYN_ENGINE, engine_from_export
+from saformer.rtl_sim.core import HDL_DIR, params_from_export, write_dwc_file
+
+TOP = "saformer_top"
+
+
+@dataclass
+class Stream:
+    """One valid/ready stream of the top: its signal prefix, width, lanes and how many beats a step."""
+    wire: str
+    width: int
+    lanes: int
+    beats_per_step: int
+    static: bool = False  # carries one value per image, not one per step
+
+
+@dataclass
+class TopDesign:
+    """What the generator made: the SystemVerilog, its sources, its ports, and per block its parameters."""
+    sv: str
+    sources: tuple[Path, ...]
+    in_lanes: int
+    in_bits: int
+    out_lanes: int
+    out_bits: int
+    classes: int
+    static_input: bool
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
+def _ident(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def _literal(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    return str(int(v)) if int(v) >= 0 else f"-{-int(v)}"
+
+
+class _Builder:
+    def __init__(self, ex, hw: HardwareConfig, mem_dir: Path, mem_prefix: str, static_input: bool) -> None:
+        self.ex, self.hw, self.mem_dir, self.prefix = ex, hw, Path(mem_dir), mem_prefix
+        self.static_input = static_input
+        self.q = ex.qcfg
+        self.t = ex.cfg.time_steps
+        self.decls: list[str] = []
+        self.body: list[str] = []
+        self.blocks: list[dict[str, Any]] = []
+        self.streams: dict[str, Stream] = {}
+        self.taps: dict[tuple[str, str], Stream] = {}  # (producer, consumer) -> the consumer's copy
+        self.sources: set[str] = set()
+
+    # ---- wires and instances ---------------------------------------------------------------------
+    def stream(self, wire: str, width: int, lanes: int, beats: int, static: bool = False) -> Stream:
+        self.decls.append(f"    logic {wire}_valid, {wire}_ready;\n    logic [{width - 1}:0] {wire}_data;")
+        return Stream(wire, width, lanes, beats, static)
+
+    def instance(self, block: str, module: str, name: str, params: dict[str, Any], ports: dict[str, str]) -> None:
+        self.sources.update(str(s) for s in BLOCKS[block].sources)
+        ps = ", ".join(f".{k}({_literal(v)})" for k, v in params.items())
+        cs = ", ".join(f".{k}({v})" for k, v in ports.items())
+        self.body.append(f"    {module} #({ps}) u_{name} (.clk, .rst, {cs});")
+        self.blocks.append({"instance": f"u_{name}", "block": block, "params": params})
+
+    def one_to_one(self, block: str, module: str, name: str, params: dict, src: Stream, dst: Stream) -> None:
+        self.instance(block, module, name, params, {
+            "s_valid": f"{src.wire}_valid", "s_ready": f"{src.wire}_ready", "s_data": f"{src.wire}_data",
+            "m_valid": f"{dst.wire}_valid", "m_ready": f"{dst.wire}_ready", "m_data": f"{dst.wire}_data"})
+
+    # ---- the graph -------------------------------------------------------------------------------
+    def build(self) -> None:
+        graph = self.ex.graph
+        users = graph.consumers()
+        for node in graph:
+            out = getattr(self, f"_{node.op}")(node)
+            self.streams[node.name] = out
+            self._fork(node.name, out, users[node.name])
+
+    def _fork(self, name: str, s: Stream, consumers: list[str]) -> None:
+        """Give every consumer its own copy: a chain of two-way forks."""
+        if len(consumers) <= 1:
+            for c in consumers:
+                self.taps[(name, c)] = s
+            return
+        for i, c in enumerate(consumers[:-1]):
+            a = self.stream(f"{s.wire}_to_{_ident(c)}", s.width, s.lanes, s.beats_per_step, s.static)
+            rest = self.stream(f"{s.wire}_f{i}", s.width, s.lanes, s.beats_per_step, s.static)
+            self.instance("fork_join", "stream_fork", f"fork_{s.wire}_{i}", {"WIDTH": s.width}, {
+                "s_valid": f"{s.wire}_valid", "s_ready": f"{s.wire}_ready", "s_data": f"{s.wire}_data",
+                "m0_valid": f"{a.wire}_valid", "m0_ready": f"{a.wire}_ready", "m0_data": f"{a.wire}_data",
+                "m1_valid": f"{rest.wire}_valid", "m1_ready": f"{rest.wire}_ready", "m1_data": f"{rest.wire}_data"})
+            self.taps[(name, c)] = a
+            s = rest
+        self.taps[(name, consumers[-1])] = s
+
+    def tap(self, producer: str, consumer: str) -> Stream:
+        return self.taps[(producer, consumer)]
+
+    def _input(self, node) -> Stream:
+        c, h, w = node.shape
+        s = Stream("img", c * self.q.input_bits, c, h * w, self.static_input)
+        self.body.append("    assign img_valid = s_valid;\n    assign s_ready = img_ready;\n    assign img_data = s_data;")
+        self.decls.append(f"    logic img_valid, img_ready;\n    logic [{s.width - 1}:0] img_data;")
+        return s
+
+    def _engine(self, node, params: dict[str, int], data: dict[str, np.ndarray], src: Stream, name: str,
+                group: int = 1) -> Stream:
+        """event_encoder -> syn_engine for one synaptic layer; its memories written under mem_dir."""
+        enc = {"IN": params["IN"], "LANES": src.lanes, "KERNEL": params["KERNEL"], "H": params["H"], "W": params["W"],
+               "GROUP": group, "VALUE_BITS": params.get("VALUE_BITS", 0)}
+        BLOCKS["event_encoder"].check(enc)
+        ev_width = (max(1, (params["IN"] - 1).bit_length()) + 2 + enc["VALUE_BITS"]
+                    + (max(1, (params["W"] - 1).bit_length()) if params["KERNEL"] == 3 else 1)
+                    + (max(1, (params["H"] - 1).bit_length()) if params["KERNEL"] == 3 else 1))
+        ev = self.stream(f"{name}_ev", ev_width, 1, 0, src.static)
+        self.one_to_one("event_encoder", "event_encoder", f"{name}_enc", enc, src, ev)
+        mem = self.mem_dir / name
+        SYN_ENGINE.write_memories(params, data, mem)
+        files = {p: f'"{self.prefix}{name}/{f}"' for p, f in SYN_ENGINE.files.items()}
+        positions = params["H"] * params["W"] if params["KERNEL"] == 3 else node.shape[0] if node.op == "synapse" else 1
+        out = self.stream(f"{name}_out", params["LANES"] * params["MEM_BITS"], params["LANES"],
+                          positions * params["OUT"] // params["LANES"], src.static)
+        self.one_to_one("syn_engine", "syn_engine", name, {**params, **files}, ev, out)
+        return out
+
+    def _synapse(self, node) -> Stream:
+        src = self.tap(node.inputs[0], node.name)
+        out_channels = node.shape[0] if len(node.shape) == 3 else node.shape[-1]
+        params, data = engine_from_export(self.ex, node.name, _largest_divisor(out_channels, self.hw.lanes))
+        return self._engine(node, params, data, src, _ident(node.name))
+
+    def _head(self, node) -> Stream:
+        """Spike counts over the sample, times the weights, plus T*N times the bias: one engine group
+        spans the sample, and its accumulator holds the worst case of T*N spikes per input."""
+        src = self.tap(node.inputs[0], node.name)
+        n, d = self.ex.graph[node.inputs[0]].shape
+        w, b = self.ex.weight(node.layer), self.ex.bias(node.layer)
+        repeats = self.t * n
+        worst = repeats * int(np.abs(w).sum(axis=1).max() + np.abs(b).max())
+        acc = worst.bit_length() + 1
+        classes = int(w.shape[0])
+        params = {"IN": d, "OUT": classes, "LANES": _largest_divisor(classes, self.hw.lanes), "KERNEL": 1, "H": 1, "W": 1,
+                  "W_BITS": self.q.weight_bits, "ACC_BITS": acc, "MEM_BITS": acc, "OUT_SHIFT": 0}
+        SYN_ENGINE.check(params)
+        return self._engine(node, params, {"weight": w, "bias": b * repeats}, src, "head", group=repeats)
+
+    def _maxpool(self, node) -> Stream:
+        src = self.tap(node.inputs[0], node.name)
+        c, h, w = self.ex.graph[node.inputs[0]].shape
+        p = {"WIDTH": self.q.membrane_bits, "LANES": src.lanes, "C": c, "H": h, "W": w}
+        BLOCKS["maxpool"].check(p)
+        out = self.stream(_ident(node.name), src.width, src.lanes, src.beats_per_step // 4, src.static)
+        self.one_to_one("maxpool", "maxpool", _ident(node.name), p, src, out)
+        return out
+
+    def _lif(self, node) -> Stream:
+        src = self.tap(node.inputs[0], node.name)
+        name = _ident(node.name)
+        if src.static:  # the same drive at every step: store the frame, replay it T times
+            rep = self.stream(f"{name}_rep", src.width, src.lanes, src.beats_per_step)
+            self.one_to_one("frame_repeat", "frame_repeat", f"{name}_rep",
+                            {"WIDTH": src.width, "BEATS": src.beats_per_step, "TIMES": self.t}, src, rep)
+            src = rep
+        p = {"WIDTH": self.q.membrane_bits, "LANES": src.lanes, "NEURONS": src.beats_per_step * src.lanes, "T": self.t,
+             "THETA": self.ex.theta(node.neuron)}
+        BLOCKS["lif_unit"].check(p)
+        out = self.stream(name, src.lanes, src.lanes, src.beats_per_step)
+        self.one_to_one("lif_unit", "lif_unit", name, p, src, out)
+        return out
+
+    def _tokens(self, node) -> Stream:
+        return self.tap(node.inputs[0], node.name)
+
+    def _join(self, name: str, a: Stream, b: Stream) -> Stream:
+        if a.lanes != b.lanes or a.beats_per_step != b.beats_per_step or a.static or b.static:
+            raise ConfigError(f"accelerator: '{name}' joins streams of {a.lanes} and {b.lanes} lanes "
+                              f"({a.beats_per_step} and {b.beats_per_step} beats a step); they must match")
+        j = self.stream(f"{name}_in", a.width + b.width, a.lanes, a.beats_per_step)
+        self.instance("fork_join", "stream_join", f"{name}_join", {"W0": a.width, "W1": b.width}, {
+            "s0_valid": f"{a.wire}_valid", "s0_ready": f"{a.wire}_ready", "s0_data": f"{a.wire}_data",
+            "s1_valid": f"{b.wire}_valid", "s1_ready": f"{b.wire}_ready", "s1_data": f"{b.wire}_data",
+            "m_valid": f"{j.wire}_valid", "m_ready": f"{j.wire}_ready", "m_data": f"{j.wire}_data"})
+        return j
+
+    def _add(self, node) -> Stream:
+        name = _ident(node.name)
+        users = self.ex.graph.consumers()
+        ins = []
+        for i in node.inputs:
+            s = self.tap(i, node.name)
+            if len(users[i]) > 1:  # the branch that forked off waits here for its partner's long path
+                buf = self.stream(f"{name}_buf{len(ins)}", s.width, s.lanes, s.beats_per_step, s.static)
+                self.one_to_one("stream_fifo", "stream_fifo", f"{name}_buf{len(ins)}",
+                                {"WIDTH": s.width, "DEPTH": max(2, 2 * s.beats_per_step)}, s, buf)
+                s = buf
+            ins.append(s)
+        j = self._join(name, *ins)
+        out = self.stream(name, ins[0].width, ins[0].lanes, ins[0].beats_per_step)
+        self.one_to_one("sat_add", "sat_add", name, {"WIDTH": self.q.membrane_bits, "LANES": ins[0].lanes}, j, out)
+        return out
+
+    def _sasa(self, node) -> Stream:
+        name = _ident(node.name)
+        q, k = (self.tap(i, node.name) for i in node.inputs)
+        params, dwc = params_from_export(self.ex, node.name, q.lanes)
+        j = self._join(name, q, k)  # {K, Q}: Q in the low bits
+        files = {"DWC_FILE": '""', "DWC_BIAS_FILE": '""'}
+        if dwc is not None:
+            (self.mem_dir / name).mkdir(parents=True, exist_ok=True)
+            write_dwc_file(self.mem_dir / name / "dwc.hex", params, *dwc)
+            files = {"DWC_FILE": f'"{self.prefix}{name}/dwc.hex"', "DWC_BIAS_FILE": f'"{self.prefix}{name}/dwc_bias.hex"'}
+        out = self.stream(name, q.lanes, q.lanes, q.beats_per_step)
+        hdl = {k: v for k, v in params.as_hdl(None).items() if not k.endswith("_FILE")}
+        self.one_to_one("sasa_core", "sasa_core", name, {**hdl, **files}, j, out)
+        return out
+
+
+def generate_top(ex, hw: HardwareConfig, mem_dir: Path, mem_prefix: str | None = None,
+                 static_input: bool = True) -> TopDesign:
+    """The top's SystemVerilog for the export ``ex`` at the hardware config's lanes; the memories of
+    every engine and SASA core are written under ``mem_dir`` and named in the SystemVerilog as
+    ``mem_prefix`` + their relative path (default: ``mem_dir``'s absolute path, for simulation)."""
+    mem_dir = Path(mem_dir).resolve()
+    prefix = f"{mem_dir}/" if mem_prefix is None else mem_prefix
+    b = _Builder(ex, hw, mem_dir, prefix, static_input)
+    b.build()
+    out = b.streams[ex.graph.output.name]
+    img = b.streams[ex.graph[ex.graph.nodes[0].name].name]
+    classes = int(ex.graph.output.shape[0])
+    header = (f"// {TOP}: SAFormer '{ex.cfg.name}' as one pipeline of the block library, generated by\n"
+              f"// saformer/rtl_sim/accel.py from the export's graph (docs/accelerator.md).\n"
+              f"//\n"
+              f"// Input stream: one beat per pixel, row-major, {img.lanes} channel(s) of {ex.qcfg.input_bits}-bit signed\n"
+              f"//   values (channel 0 low); {'one pass per image (a static image)' if static_input else 'T passes (frames)'}.\n"
+              f"// Output stream: the logits, {out.lanes} classes a beat ({out.width // out.lanes}-bit signed, class 0 low),\n"
+              f"//   {classes // out.lanes} beat(s) per image, in units of 2^-acc_frac of the head, equal to the golden model's.\n"
+              f"// Cycle model: see docs/accelerator.md (the pipeline runs at its slowest stage).\n")
+    sv = "\n".join([header + "`default_nettype none\n",
+                    f"module {TOP} (",
+                    "    input  wire logic clk,",
+                    "    input  wire logic rst,",
+                    "    input  wire logic s_valid,",
+                    "    output logic s_ready,",
+                    f"    input  wire logic [{img.width - 1}:0] s_data,",
+                    "    output logic m_valid,",
+                    "    input  wire logic m_ready,",
+                    f"    output logic [{out.width - 1}:0] m_data",
+                    ");",
+                    *b.decls,
+                    "",
+                    *b.body,
+                    "",
+                    f"    assign m_valid = {out.wire}_valid;",
+                    f"    assign {out.wire}_ready = m_ready;",
+                    f"    assign m_data = {out.wire}_data;",
+                    "endmodule",
+                    "",
+                    "`default_nettype wire", ""])
+    sources = sorted({*b.sources, str(HDL_DIR / "stream_fork.sv"), str(HDL_DIR / "stream_join.sv"),
+                      str(HDL_DIR / "skid_buffer.sv"), str(HDL_DIR / "stream_fifo.sv")})
+    sources = [s for s in sources if not s.endswith("fork_join_check.sv")]
+    return TopDesign(sv, tuple(Path(s) for s in sources), img.lanes, ex.qcfg.input_bits, out.lanes,
+                     out.width // out.lanes, classes, static_input, b.blocks)
+
+
+@dataclass
+class TopRun:
+    logits: np.ndarray  # (images, classes), as the RTL computed them
+    cycles_per_image: np.ndarray  # cycles between consecutive images' last logit beats (the first: from its first pixel)
+    total: int
+    simulated: int
+    seconds: float
+    build_seconds: float
+
+
+def image_beats(design: TopDesign, x_int: np.ndarray) -> list[int]:
+    """Quantized images (B, C, H, W) -> the top's input beats: a pixel's C channels per beat, row-major."""
+    from saformer.rtl_sim.beats import pack_words
+
+    x = np.asarray(x_int)
+    if x.ndim != 4 or x.shape[1] != design.in_lanes:
+        raise ConfigError(f"accelerator: images must be (B, C={design.in_lanes}, H, W) integers, got {x.shape}")
+    if not design.static_input:
+        raise ConfigError("accelerator: event-frame inputs (T passes per image) are not generated yet")
+    return pack_words(x.transpose(0, 2, 3, 1), design.in_bits, design.in_lanes)
+
+
+def build_top(ex, hw: HardwareConfig, build_dir: Path, static_input: bool = True):
+    """Generate the top for ``ex`` (its memories under ``build_dir/mem``) and compile it into the
+    harness; returns (design, harness, build seconds). A rebuild is skipped while the SystemVerilog
+    and the sources are unchanged; the memories are rewritten every time and read when a run starts."""
+    from saformer.rtl_sim.harness import StreamHarness
+
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    design = generate_top(ex, hw, build_dir / "mem", static_input=static_input)
+    top_sv = build_dir / f"{TOP}.sv"
+    top_sv.write_text(design.sv)
+    t0 = time.perf_counter()
+    harness = StreamHarness([*design.sources, top_sv], TOP, {}, build_dir)
+    return design, harness, time.perf_counter() - t0
+
+
+def run_top(design: TopDesign, harness, x_int: np.ndarray, run_dir: Path | None = None) -> TopRun:
+    """Stream the images ``x_int`` through a built top, image after image, stall-free."""
+    from saformer.rtl_sim.beats import unpack_words
+
+    beats = image_beats(design, x_int)
+    per_image = design.classes // design.out_lanes
+    n = len(x_int)
+    run = harness.run(beats, n * per_image, timeout=50_000_000 * n, run_dir=run_dir)
+    logits = unpack_words(run.beats, design.out_bits, design.out_lanes).reshape(n, design.classes)
+    ends = run.cycles[per_image - 1::per_image] - run.first_input + 1
+    return TopRun(logits, np.diff(ends, prepend=0), run.total, run.simulated, run.seconds, 0.0)
+
+
+def simulate_top(ex, hw: HardwareConfig, x_int: np.ndarray, build_dir: Path) -> TopRun:
+    """Generate, build and run: the RTL's logits and cycle counts for the images ``x_int``."""
+    design, harness, seconds = build_top(ex, hw, build_dir)
+    r = run_top(design, harness, x_int)
+    r.build_seconds = seconds
+    return r
+
+
+ACCEL_FILE, ACCEL_MD = "accel.json", "accel.md"
+
+
+def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = None, images: int | None = None,
+                      data_dir: str | None = None) -> dict[str, Any]:
+    """``saformer accel``: the whole accelerator of an export, on ``images`` test images (default: the
+    whole test set), logits compared with the golden model's image by image; writes accel.json / .md."""
+    from saformer.quant.export import load_export
+    from saformer.quant.golden import GoldenModel
+    from saformer.quant.stages import integer_batches
+    from saformer.rundir import write_json
+
+    hw = hw or HardwareConfig()
+    ex = load_export(export_dir)
+    xs, ys = [], []
+    for _, x_int, y in integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, data_dir, 256, images):
+        xs.append(x_int)
+        ys.append(np.asarray(y))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    gold = GoldenModel(ex).forward(x)[0]
+    out = Path(out)
+    design, harness, build_seconds = build_top(ex, hw, out / "build")
+    r = run_top(design, harness, x)
+    wrong = np.flatnonzero((r.logits != gold).any(axis=1))
+    cyc = r.cycles_per_image[1:] if len(x) > 1 else r.cycles_per_image  # the first includes the pipeline's fill
+    report = {
+        "export_dir": str(export_dir), "config": ex.cfg.name, "hardware": hw.to_dict(), "images": int(len(x)),
+        "blocks": len(design.blocks), "instances": [b["instance"] for b in design.blocks],
+        "bit_exact": not wrong.size, "mismatching_images": wrong[:20].tolist(), "mismatching_count": int(wrong.size),
+        "accuracy_rtl": float((r.logits.argmax(1) == y).mean()), "accuracy_golden": float((gold.argmax(1) == y).mean()),
+        "cycles_total": r.total, "first_image_cycles": int(r.cycles_per_image[0]),
+        "cycles_per_image": {"median": float(np.median(cyc)), "min": int(cyc.min()), "max": int(cyc.max()),
+                             "mean": float(cyc.mean())},
+        "latency_us_at_clock": float(np.median(cyc)) / hw.clock_mhz,
+        "simulated_cycles": r.simulated, "simulation_seconds": r.seconds,
+        "simulated_cycles_per_second": r.simulated / r.seconds if r.seconds else None,
+        "build_seconds": build_seconds,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / ACCEL_FILE, report)
+    (out / ACCEL_MD).write_text(accel_markdown(report))
+    return report
+
+
+def accel_markdown(r: dict[str, Any]) -> str:
+    c = r["cycles_per_image"]
+    verdict = (f"**bit-exact**: the logits of all {r['images']} images equal the golden model's" if r["bit_exact"]
+               else f"**MISMATCH** on {r['mismatching_count']} of {r['images']} images (first: {r['mismatching_images']})")
+    return "\n".join([
+        f"# The whole accelerator: {r['config']}", "",
+        f"{r['blocks']} block instances generated from the export's graph at {r['hardware']['lanes']} lanes "
+        f"(docs/accelerator.md), simulated end to end by the compiled Verilator harness.", "",
+        f"- {verdict}.",
+        f"- Accuracy: RTL {100 * r['accuracy_rtl']:.2f}% = golden model {100 * r['accuracy_golden']:.2f}% "
+        "(the same logits, so the same classes).",
+        f"- Cycles per image, images streamed back to back: median {c['median']:,.0f} (min {c['min']:,}, "
+        f"max {c['max']:,}); the first image {r['first_image_cycles']:,} (pipeline fill). "
+        f"At {r['hardware']['clock_mhz']:g} MHz: {r['latency_us_at_clock']:,.1f} us per image.",
+        f"- Simulation: {r['simulated_cycles']:,} cycles in {r['simulation_seconds']:.1f} s "
+        f"({r['simulated_cycles_per_second'] / 1e6:.2f} M cycles/s); build {r['build_seconds']:.0f} s.", ""])
