@@ -383,9 +383,9 @@ def cmd_accel(args: argparse.Namespace) -> int:
 
     check_accel(args)
     r = accelerate_export(Path(args.export_dir), Path(args.out), HardwareConfig(lanes=args.lanes), args.images,
-                          args.data_dir)
+                          args.data_dir, layer_images=args.layer_images)
     print((Path(args.out) / ACCEL_MD).read_text())
-    return 0 if r["bit_exact"] else 1
+    return 0 if r["bit_exact"] and r["layers_bit_exact"] else 1
 
 
 def _hls_options(args: argparse.Namespace):
@@ -604,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lanes", "-P", type=POSITIVE, default=DEFAULT_LANES,
                    help="lanes of every engine (the largest divisor of its outputs up to this); the SASA cores' P")
     p.add_argument("--images", type=POSITIVE, help="the first N test images (default: the whole test set)")
+    p.add_argument("--layer-images", type=NON_NEGATIVE, default=2,
+                   help="images whose spikes inside the network (SPS, every SASA core, the head's LIF) are "
+                        "compared with the golden traces, one cut top each (default 2; 0: none)")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_accel, check=check_accel)
 

