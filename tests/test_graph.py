@@ -1,5 +1,5 @@
 """The network graph in the export is the one place the topology is written: the golden model, the
-hls4ml stages and the RTL parameters read it, so other topologies (three blocks, no DWC, other
+hls4ml stages, the RTL parameters and the accelerator's top read it, so other topologies (three blocks, no DWC, other
 pooling) flow through them with no code change, and an edited graph changes what they compute."""
 
 import copy
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from saformer.config import CONFIGS, QuantConfig, get_config
+from saformer.config import CONFIGS, HardwareConfig, QuantConfig, get_config
 from saformer.graph import Graph, GraphError, network_graph
 from saformer.hls.stages import build_stages
 from saformer.model.neuron import LIF
@@ -18,6 +18,7 @@ from saformer.quant.export import MANIFEST, SCHEMA_VERSION, ExportError, Integer
 from saformer.quant.golden import GoldenModel
 from saformer.quant.qat import QuantSAFormer, integer_traces, synapse_names
 from saformer.quant.stages import compare_traces
+from saformer.rtl_sim.accel import build_top, run_top
 from saformer.rtl_sim.core import params_from_export
 from saformer.rtl_sim.cosim import layer_stimulus
 from saformer.rtl_sim.sim import simulate
@@ -79,6 +80,17 @@ def test_other_topologies_flow_through_golden_hls_and_rtl(variant):
     assert 0 < o.mean() < 1
     res = simulate(params, q, k, o, dwc, out.parent / "rtl", samples=len(x_int))
     assert res.bit_exact and res.cycles_match
+
+
+def test_other_topologies_run_end_to_end_on_the_generated_top(variant):
+    """The whole accelerator is generated from the graph too: these topologies (three blocks without
+    DWC; pooling right after the first conv, so the replayed frame is a pooled one) give the golden
+    model's logits on the crafted, saturating inputs."""
+    cfg, _, ex, _, x_int, out = variant
+    design, harness, _ = build_top(ex, HardwareConfig(lanes=4), out.parent / "accel")
+    assert sum(b["block"] == "sasa_core" for b in design.blocks) == cfg.depth
+    r = run_top(design, harness, x_int)
+    assert np.array_equal(r.logits, GoldenModel(ex).forward(x_int)[0])
 
 
 def test_the_golden_model_executes_the_graph_not_the_config(variant):
