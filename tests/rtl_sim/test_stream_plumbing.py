@@ -25,16 +25,18 @@ def test_plumbing_passes_every_beat_with_its_cycle_model(name, p, tmp_path):
     rng = np.random.default_rng(p["WIDTH"])
     n = 10 * p.get("BEATS", 1) - 2 if name == "frame_repeat" else 60
     x = beats(p, n, rng)
-    clean = simulate_bulk(name, p, x, tmp_path)
+    clean = simulate(name, p, x, tmp_path, run="stall_free")  # cocotb: a waveform on a mismatch
     assert clean.bit_exact and clean.cycles_match, clean
-    stalled = simulate_bulk(name, p, x, tmp_path, p_idle=0.3, p_backpressure=0.5, seed=7)
+    stalled = simulate(name, p, x, tmp_path, p_idle=0.3, p_backpressure=0.5, seed=7, run="stalls")
     assert stalled.bit_exact and stalled.total > clean.total, stalled
 
 
-def test_the_cocotb_bench_agrees_on_fork_join_under_stalls(tmp_path):
+def test_the_compiled_harness_agrees_on_fork_join_under_stalls(tmp_path):
     p = {"WIDTH": 16, "DEPTH": 3}
-    r = simulate("fork_join", p, beats(p, 40, np.random.default_rng(1)), tmp_path, p_idle=0.4, p_backpressure=0.4, seed=2)
-    assert r.bit_exact
+    x = beats(p, 40, np.random.default_rng(1))
+    clean = simulate_bulk("fork_join", p, x, tmp_path)
+    assert clean.bit_exact and clean.cycles_match
+    assert simulate_bulk("fork_join", p, x, tmp_path, p_idle=0.4, p_backpressure=0.4, seed=2).bit_exact
 
 
 @pytest.mark.parametrize("name, p, message", [
