@@ -15,8 +15,10 @@ import fnmatch
 import io
 import json
 import os
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -147,6 +149,18 @@ def project_name(stage: str) -> str:
     return stage.replace("blocks.", "block").replace(".", "_")
 
 
+# hls4ml prints; and redirect_stdout / catch_warnings swap process-wide state, which two threads
+# must not interleave (one would restore the other's buffer for good): every quieted hls4ml call
+# holds this lock. Only the g++ builds run outside it, two at a time (build_hls).
+_HLS_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _quiet():
+    with _HLS_LOCK, contextlib.redirect_stdout(io.StringIO()) as log:
+        yield log
+
+
 def convert(stage: Stage, options: HlsOptions, out_dir: Path):
     import hls4ml
 
@@ -154,7 +168,7 @@ def convert(stage: Stage, options: HlsOptions, out_dir: Path):
     cfg = hls_config(stage, options)
     kwargs = {"part": options.part} if options.part else {}
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with _quiet(), warnings.catch_warnings():
             # hls4ml prints its topology walk, and warns when its pointwise pass re-cases 'strategy'
             warnings.filterwarnings("ignore", message="Overriding attribute 'strategy'")
             model = hls4ml.converters.convert_from_pytorch_model(
@@ -204,7 +218,7 @@ def estimate_resources(stage: Stage, model, ex: IntegerExport) -> dict[str, Any]
 
     prj = Path(model.config.get_output_dir())
     if any(prj.glob("*_prj/solution1/syn/report/*_csynth.xml")):
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet():
             report = hls4ml.report.parse_vivado_report(str(prj))
         return {"method": "vitis_hls csynth report (hls4ml.report.parse_vivado_report)", "report": report}
     multiplying = {n.layer for n in ex.graph if n.op == "synapse" and ex.graph[n.inputs[0]].format == "input"}
@@ -232,32 +246,49 @@ def estimate_resources(stage: Stage, model, ex: IntegerExport) -> dict[str, Any]
             "layers": layers, **totals}
 
 
-def run_stage(stage: Stage, options: HlsOptions, out_dir: Path, ex: IntegerExport, x_int: np.ndarray,
-              traces: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
-    """Convert, write, compile and C-simulate one stage; returns its record and its output rows."""
+@dataclass
+class CompiledStage:
+    """A stage converted and built with tracing on, ready for ``model.trace`` (no rebuild)."""
+    model: Any
+    convert_seconds: float
+    compile_seconds: float
+
+
+def compile_stage(stage: Stage, options: HlsOptions, out_dir: Path) -> CompiledStage:
+    """Convert one stage and build its C simulation with tracing on. Safe to run in threads: the
+    g++ build runs in the project's own directory (hls4ml passes cwd); the rest holds _HLS_LOCK."""
     t0 = time.perf_counter()
-    model = convert(stage, options, out_dir)
+    with _HLS_LOCK:  # conversion passes share hls4ml's registries
+        model = convert(stage, options, out_dir)
+        model.config.trace_output = True  # what trace() would set before rebuilding
+        with _quiet():
+            model.write()
     convert_s = time.perf_counter() - t0
-    compile_s: list[float] = []
-    original_compile = model.compile
+    try:
+        model._compile()  # g++ in the project's directory; prints only on failure
+    except Exception as exc:  # noqa: BLE001 (g++ failures surface as a bare Exception)
+        raise HlsError(f"stage '{stage.name}': the C simulation failed to build in '{out_dir}': {exc}") from None
+    return CompiledStage(model, convert_s, time.perf_counter() - t0 - convert_s)
 
-    def timed_compile():
-        start = time.perf_counter()
-        original_compile()
-        compile_s.append(time.perf_counter() - start)
 
-    model.compile = timed_compile  # trace() compiles a tracing build: time it
+def run_stage(stage: Stage, options: HlsOptions, out_dir: Path, ex: IntegerExport, x_int: np.ndarray,
+              traces: dict[str, np.ndarray], compiled: CompiledStage | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Convert, write, compile (unless ``compiled``) and C-simulate one stage; returns its record
+    and its output rows."""
+    compiled = compiled or compile_stage(stage, options, out_dir)
+    model = compiled.model
+    model.compile = lambda: None  # trace() rebuilds the tracing build compile_stage made: skip it
     inputs = stage.input_values(x_int, traces)
     rows = len(inputs[0])
     if rows % ex.cfg.time_steps:
         raise HlsError(f"stage '{stage.name}': {rows} calls is not whole samples of T={ex.cfg.time_steps} steps")
     start = time.perf_counter()
     try:
-        with contextlib.redirect_stdout(io.StringIO()) as log:
+        with _quiet() as log:
             output, hls_traces = model.trace(inputs[0] if len(inputs) == 1 else inputs)
     except Exception as exc:  # noqa: BLE001 (g++ failures surface as a bare Exception)
         raise HlsError(f"stage '{stage.name}': the C simulation failed to build or run: {exc}\n{log.getvalue()[-2000:]}") from None
-    csim_s = time.perf_counter() - start - sum(compile_s)
+    csim_s = time.perf_counter() - start
     output = output[0] if isinstance(output, list) and len(output) == 1 else output
     checks = [compare(c, hls_traces[c.layer], traces, stage.name) for c in stage.checks]
     if stage.output_check is not None:
@@ -273,7 +304,7 @@ def run_stage(stage: Stage, options: HlsOptions, out_dir: Path, ex: IntegerExpor
                    for layer in model.get_layers()},
         "checks": checks,
         "bit_exact": all(c["mismatches"] == 0 for c in checks),
-        "convert_seconds": convert_s, "compile_seconds": sum(compile_s), "csim_seconds": csim_s,
+        "convert_seconds": compiled.convert_seconds, "compile_seconds": compiled.compile_seconds, "csim_seconds": csim_s,
         "resources": estimate_resources(stage, model, ex),
     }
     return record, np.asarray(output)
@@ -324,17 +355,24 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
     out = Path(out).absolute()  # hls4ml and Verilator build in directories of their own
     out.mkdir(parents=True, exist_ok=True)
     records, mixed_results = [], []
+    # the g++ builds (most of the time) run two at a time; the C simulations one at a time
+    # (hls4ml's trace changes the working directory)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)))
+    builds = [pool.submit(compile_stage, stage, options, out / stage.name) for stage in all_stages]
     bar = tqdm(all_stages, desc="hls4ml", unit="stage", disable=None if progress else True)
-    for stage in bar:
-        bar.set_postfix_str(stage.name)
-        record, output = run_stage(stage, options, out / stage.name, ex, x_int, traces)
-        records.append(record)
-        if stage.logits:  # the logits of a sample are the head's output at its last step
-            logits = output.reshape(len(x_int), ex.cfg.time_steps, -1)[:, -1]
-            record["accuracy_on_checked_images"] = float((logits.argmax(1) == labels).mean())
-        if mixed is not None and stage.feeds_rtl:
-            qk = _as_int(output, 0, f"the Q | K stream into {stage.feeds_rtl}")
-            mixed_results.append(mixed(ex, stage.feeds_rtl, qk, traces, out, len(x_int)))
+    try:
+        for stage, build in zip(bar, builds):
+            bar.set_postfix_str(stage.name)
+            record, output = run_stage(stage, options, out / stage.name, ex, x_int, traces, build.result())
+            records.append(record)
+            if stage.logits:  # the logits of a sample are the head's output at its last step
+                logits = output.reshape(len(x_int), ex.cfg.time_steps, -1)[:, -1]
+                record["accuracy_on_checked_images"] = float((logits.argmax(1) == labels).mean())
+            if mixed is not None and stage.feeds_rtl:
+                qk = _as_int(output, 0, f"the Q | K stream into {stage.feeds_rtl}")
+                mixed_results.append(mixed(ex, stage.feeds_rtl, qk, traces, out, len(x_int)))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     report = {
         "export_dir": str(export_dir), "content_hash": ex.manifest["content_hash"], "config": ex.cfg.name,
         "weight_bits": ex.qcfg.weight_bits, "images": int(len(x_int)), "options": options.to_dict(),
