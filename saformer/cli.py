@@ -17,6 +17,7 @@ from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, ECP5_DEVICES,
     XILINX_FAMILIES, HardwareConfig, get_config
 from saformer.data import DATASETS, check_data_source
 from saformer.errors import CheckpointError, ConfigError, SaformerError
+from saformer.flow import HARDWARE_STAGES, FlowOptions
 from saformer.rundir import check_out_dir, refuse_whitespace
 
 MAKE_TOOLS = "Verilator's and hls4ml's generated makefiles"
@@ -158,12 +159,15 @@ def check_train(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from saformer.model.distributed import ranks_from_env
     from saformer.model.train import train
 
     cfg, tcfg, dataset = check_train(args)
     m = train(Path(args.out), cfg, tcfg, dataset, data_dir=args.data_dir, device=args.device, resume=args.resume,
               max_minutes=args.max_minutes, compile_model=args.compile, amp=not args.no_amp,
               workers=args.workers, download=args.download, progress=not args.no_progress)
+    if not ranks_from_env().main:  # under torchrun, rank 0 reports
+        return 0
     print(f"\n{m['config']} on {m['dataset']}: test accuracy {m['test_accuracy'] * 100:.2f}% "
           f"after {m['epochs_done']} epochs ({m['train_minutes_total']:.1f} min, "
           f"{m['train_images_per_s_median']:.0f} train img/s, {m['eval_images_per_s']:.0f} eval img/s)")
@@ -322,11 +326,18 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
     check_golden(args)
     r = golden_eval(Path(args.export_dir), Path(args.out) if args.out else None, data_dir=args.data_dir,
-                    batch_size=args.batch_size, limit=args.limit, progress=not args.no_progress)
+                    batch_size=args.batch_size, limit=args.limit, progress=not args.no_progress,
+                    backend=args.backend, device=args.device, probes=not args.no_attention_probes)
     qat = r["qat_test_accuracy"]
     print(f"integer golden model ({r['config']}, {r['weight_bits']}-bit weights) on {r['images']} {r['dataset']} "
           f"test images: accuracy {r['test_accuracy'] * 100:.2f}%"
-          + (f" (QAT model: {qat * 100:.2f}%)" if qat is not None else "") + f", {r['images_per_s']:.1f} img/s")
+          + (f" (QAT model: {qat * 100:.2f}%)" if qat is not None else "")
+          + f", {r['images_per_s']:.1f} img/s ({r['backend']} on {r['device']})")
+    a = r["attention"]
+    if a:
+        print(f"attention diagnostics: SASA output zeroed {a['accuracy_sasa_output_zeroed'] * 100:.2f}%, "
+              f"mask all ones {a['accuracy_mask_all_ones'] * 100:.2f}%; firing rates "
+              + ", ".join(f"{c['core']} LIF_a {c['lif_a_rate']:.3f} / LIF_o {c['lif_o_rate']:.3f}" for c in a["cores"]))
     return 0
 
 
@@ -385,7 +396,7 @@ def cmd_accel(args: argparse.Namespace) -> int:
     r = accelerate_export(Path(args.export_dir), Path(args.out), HardwareConfig(lanes=args.lanes), args.images,
                           args.data_dir, layer_images=args.layer_images)
     print((Path(args.out) / ACCEL_MD).read_text())
-    return 0 if r["bit_exact"] and r["layers_bit_exact"] else 1
+    return 0 if r["bit_exact"] and r["layers_bit_exact"] and (r["stalls"] or {}).get("bit_exact", True) else 1
 
 
 def _hls_options(args: argparse.Namespace):
@@ -447,7 +458,7 @@ def cmd_hls(args: argparse.Namespace) -> int:
 
 
 def check_flow(args: argparse.Namespace):
-    from saformer.flow import FlowOptions, check_flow_options
+    from saformer.flow import check_flow_options
 
     check_out_dir(args.out)
     _check_device(args)
@@ -457,12 +468,13 @@ def check_flow(args: argparse.Namespace):
     opts = FlowOptions(dataset=dataset, data_dir=args.data_dir, cfg=cfg, epochs=args.epochs,
                        qat_epochs=args.qat_epochs, weight_bits=args.weight_bits, hls_images=args.hls_images,
                        rtl_images=args.rtl_images, check_images=args.check_images,
+                       accel_images=args.accel_images, accel_layer_images=args.accel_layer_images,
                        hw=HardwareConfig(lanes=args.lanes, family=args.family, ecp5_device=args.ecp5_device,
                                          clock_mhz=args.clock_mhz, memory_style=args.memory_style),
                        pnr=not args.no_pnr, device=args.device, progress=not args.no_progress,
                        sweep_n_agg=tuple(args.sweep_n_agg or ()), skip=tuple(args.skip or ()))
     check_flow_options(opts)
-    if not {"hls", "rtl"} <= set(opts.skip):
+    if not {"accel", "hls", "rtl"} <= set(opts.skip):
         _check_build_paths(args.out)
     return opts
 
@@ -584,6 +596,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--batch-size", type=POSITIVE, default=64)
     p.add_argument("--limit", type=POSITIVE, help="only the first N test images")
+    p.add_argument("--backend", choices=["numpy", "torch"], default="numpy",
+                   help="numpy (the definition) or torch (bit-exact with it, any device; faster)")
+    p.add_argument("--device", default="cpu", help="torch device of --backend torch, e.g. cuda (default cpu)")
+    p.add_argument("--no-attention-probes", action="store_true",
+                   help="skip the attention diagnostics (accuracy with the SASA output zeroed / the mask all "
+                        "ones: two more passes over the test set)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_golden, check=check_golden)
 
@@ -641,7 +659,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-images", type=POSITIVE, default=64, help="images for the golden-vs-QAT trace check")
     p.add_argument("--hls-images", type=POSITIVE, default=4, help="images through the hls4ml C simulation")
     p.add_argument("--rtl-images", type=POSITIVE, default=4, help="images through the RTL co-simulation")
-    p.add_argument("--lanes", "-P", type=POSITIVE, default=DEFAULT_LANES, help="SASA core lanes P")
+    p.add_argument("--accel-images", type=NON_NEGATIVE, default=FlowOptions.accel_images,
+                   help=f"test images through the whole accelerator (default {FlowOptions.accel_images}; "
+                        "0: the whole test set)")
+    p.add_argument("--accel-layer-images", type=NON_NEGATIVE, default=FlowOptions.accel_layer_images,
+                   help="images whose spikes inside the accelerator (SPS, every SASA core, the head's LIF) are "
+                        f"compared with the golden traces (default {FlowOptions.accel_layer_images}; 0: none)")
+    p.add_argument("--lanes", "-P", type=POSITIVE, default=DEFAULT_LANES,
+                   help="lanes: the SASA cores' P, and every engine's (the largest divisor of its outputs up to this)")
     hw = HardwareConfig()
     p.add_argument("--family", choices=sorted(XILINX_FAMILIES), default=hw.family,
                    help=f"Xilinx family of the Yosys resource counts (default {hw.family})")
@@ -652,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-style", choices=list(MEMORY_STYLES), default=hw.memory_style,
                    help=f"how synthesis maps memories (default {hw.memory_style}: Yosys's choice by size)")
     p.add_argument("--no-pnr", action="store_true", help="skip the nextpnr ECP5 clock estimate")
-    p.add_argument("--skip", action="append", choices=["hls", "rtl", "synth"],
+    p.add_argument("--skip", action="append", choices=list(HARDWARE_STAGES),
                    help="leave out a hardware stage (repeatable); the report says 'not run' for it")
     p.add_argument("--sweep-n-agg", type=_int_list, metavar="N1,N2,...",
                    help="also sweep N' (SASA windows): a float model, the core's resources and cycles per value")

@@ -21,6 +21,7 @@ import torch
 from saformer.errors import DataError
 
 DATASETS = ("digits", "cifar10", "cifar100", "dvsgesture", "cifar10dvs")
+EVENT_DATASETS = ("dvsgesture", "cifar10dvs")  # T event frames per sample; the others: one static image
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -66,8 +67,11 @@ class Preprocess:
 class Split(Protocol):
     def __len__(self) -> int: ...
 
-    def batches(self, batch_size: int, shuffle: bool, augment: bool, seed: int,
-                device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def batches(self, batch_size: int, shuffle: bool, augment: bool, seed: int, device: torch.device,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of ``batch_size`` (the global batch); with ``shard`` (rank, world) this rank's
+        share of each: the same order on every rank (same seed), disjoint slices."""
+        ...
 
 
 @dataclass
@@ -82,7 +86,8 @@ class TensorSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batches(self, batch_size, shuffle, augment, seed, device):
+    def batches(self, batch_size, shuffle, augment, seed, device, shard=(0, 1)):
+        rank, world = shard
         key = str(device)
         if key not in self._device_cache:  # move the whole split once; CIFAR-10 is 150 MB
             self._device_cache.clear()
@@ -92,7 +97,10 @@ class TensorSplit:
         order = torch.randperm(len(self), generator=gen) if shuffle else torch.arange(len(self))
         order = order.to(device)
         for start in range(0, len(self), batch_size):
-            idx = order[start:start + batch_size]
+            chunk = order[start:start + batch_size]
+            if len(chunk) < world:  # a last batch smaller than the number of ranks: every rank skips it
+                break
+            idx = chunk[rank::world]
             x = images[idx]
             if augment:
                 x = self.preprocess.augment(x, gen)
@@ -109,10 +117,16 @@ class FrameSplit:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def batches(self, batch_size, shuffle, augment, seed, device):
+    def batches(self, batch_size, shuffle, augment, seed, device, shard=(0, 1)):
+        rank, world = shard
         gen = torch.Generator().manual_seed(seed)
-        loader = torch.utils.data.DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle,
-                                             generator=gen, num_workers=self.workers)
+        if world > 1:
+            sampler = torch.utils.data.DistributedSampler(self.dataset, world, rank, shuffle=shuffle, seed=seed)
+            loader = torch.utils.data.DataLoader(self.dataset, batch_size=max(1, batch_size // world), sampler=sampler,
+                                                 num_workers=self.workers)
+        else:
+            loader = torch.utils.data.DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle,
+                                                 generator=gen, num_workers=self.workers)
         for x, y in loader:
             yield x.to(device, non_blocking=True).float(), y.to(device, non_blocking=True).long()
 
@@ -339,6 +353,6 @@ def load_dataset(name: str, data_dir: str | Path | None = None, time_steps: int 
         return load_digits()
     if name in ("cifar10", "cifar100"):
         return load_cifar(data_dir, 10 if name == "cifar10" else 100, download)
-    if name in ("dvsgesture", "cifar10dvs"):
+    if name in EVENT_DATASETS:
         return load_dvs(name, data_dir, time_steps, workers)
     raise DataError(f"unknown dataset {name!r}; known: {list(DATASETS)}")

@@ -4,6 +4,7 @@
     OUT/qat       quantize         QAT fine-tuning of it
     OUT/export    export           the integer export, checked bit for bit against QAT (export.json)
     OUT/golden    golden           the integer golden model's test accuracy (golden.json)
+    OUT/accel     accel            the whole accelerator (generated top, Verilator) vs golden (accel.json)
     OUT/hls       hls              hls4ml projects, C simulation vs golden, hls4ml -> RTL (hls.json)
     OUT/rtl       rtl              every SASA layer on the RTL core vs golden, cycles (rtl.json)
     OUT/synth     synth            Yosys resources of the SASA core, nextpnr ECP5 clock (synth.json)
@@ -33,13 +34,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from saformer.config import DATASET_DEFAULTS, HardwareConfig, ModelConfig, TrainConfig, get_config
+from saformer.data import EVENT_DATASETS
 from saformer.errors import ConfigError
 from saformer.rundir import EXPORT_DIR, RUN_FILES, DirectoryLock, check_out_dir, partial_dir, publish, write_json
 
 FLOW_FILE, HARDWARE_FILE = RUN_FILES["flow"], RUN_FILES["hardware"]
 
 
-HARDWARE_STAGES = ("hls", "rtl", "synth")  # may be left out with --skip
+HARDWARE_STAGES = ("accel", "hls", "rtl", "synth")  # may be left out with --skip
 
 
 @dataclass
@@ -53,6 +55,8 @@ class FlowOptions:
     check_images: int = 64  # export: golden vs QAT
     hls_images: int = 4
     rtl_images: int = 4
+    accel_images: int = 100  # test images through the whole accelerator; 0: the whole test set
+    accel_layer_images: int = 1  # images whose spikes inside the network are compared (a cut top per layer)
     hw: HardwareConfig = HardwareConfig()  # lanes, family, ECP5 part, clock: recorded in OUT/hardware.json
     pnr: bool = True
     sweep_n_agg: tuple[int, ...] = ()  # N' values to sweep (accuracy, resources, cycles); empty: no sweep
@@ -66,6 +70,9 @@ class FlowOptions:
         for name in ("check_images", "hls_images", "rtl_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"flow option {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("accel_images", "accel_layer_images"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"flow option {name} must be at least 0, got {getattr(self, name)}")
         for name in ("epochs", "qat_epochs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"flow option {name} must be at least 1, got {getattr(self, name)}")
@@ -111,6 +118,7 @@ class Stage:
     directory: str | None  # OUT/<directory>, written through OUT/.<directory>.partial; None: OUT itself
     output: str  # the file (under OUT) whose presence means the stage has run
     resumable: bool = False  # a partial directory of the same fingerprint is continued, not restarted
+    not_applicable: Callable[[FlowOptions], str | None] = lambda o: None  # why it cannot run on these inputs
 
 
 def _train(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
@@ -144,6 +152,13 @@ def _golden(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, An
     from saformer.quant.stages import golden_eval
 
     return golden_eval(out / EXPORT_DIR, work, data_dir=o.data_dir, progress=o.progress)
+
+
+def _accel(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
+    from saformer.rtl_sim.accel import accelerate_export
+
+    return accelerate_export(out / EXPORT_DIR, work, hw=o.hw, images=o.accel_images or None, data_dir=o.data_dir,
+                             layer_images=o.accel_layer_images, keep_builds=False)
 
 
 def _hls(out: Path, work: Path, o: FlowOptions, resume: bool) -> dict[str, Any]:
@@ -228,6 +243,9 @@ STAGES = [
           RUN_FILES["qat"], resumable=True),
     Stage("export", ("quantize",), lambda o: {"check_images": o.check_images}, _export, "export", RUN_FILES["export"]),
     Stage("golden", ("export",), lambda o: {}, _golden, "golden", RUN_FILES["golden"]),
+    Stage("accel", ("export",), lambda o: {"images": o.accel_images, "layer_images": o.accel_layer_images,
+                                           "hardware": o.hw.to_dict()}, _accel, "accel", RUN_FILES["accel"],
+          not_applicable=lambda o: "event-frame inputs are not generated yet" if o.dataset in EVENT_DATASETS else None),
     Stage("hls", ("export",), lambda o: {"images": o.hls_images, "lanes": o.hw.lanes, "part": o.hw.xilinx_part},
           _hls, "hls", RUN_FILES["hls"]),
     Stage("rtl", ("export",), lambda o: {"images": o.rtl_images, "hardware": o.hw.to_dict()}, _rtl, "rtl", RUN_FILES["rtl"]),
@@ -236,7 +254,7 @@ STAGES = [
     Stage("sweep", ("train", "export"), lambda o: {"n_agg": list(o.sweep_n_agg), "epochs": o.epochs, "lanes": o.hw.lanes,
                                                   "family": o.hw.family, "memory_style": o.hw.memory_style}, _sweep, "sweep", RUN_FILES["sweep"],
           resumable=True),
-    Stage("report", ("train", "quantize", "export", "golden", "hls", "rtl", "synth", "sweep"),
+    Stage("report", ("train", "quantize", "export", "golden", "accel", "hls", "rtl", "synth", "sweep"),
           lambda o: {"built": time.time()}, _report, None, "report.json"),  # always rebuilt: it is cheap
 ]
 
@@ -297,11 +315,12 @@ def _run_stages(out: Path, o: FlowOptions, log) -> dict[str, Any]:
         if prior.get("fingerprint") == fp and (out / stage.output).is_file():
             log(f"{tag}: up to date")
             continue
-        if stage.name in o.skip:  # left out: a stale result of other inputs must not be reported
+        reason = "--skip" if stage.name in o.skip else stage.not_applicable(o)
+        if reason:  # left out: a stale result of other inputs must not be reported
             if stage.directory and (out / stage.directory).exists():
                 shutil.rmtree(out / stage.directory)
             done.pop(stage.name, None)
-            log(f"{tag}: skipped (--skip)")
+            log(f"{tag}: skipped ({reason})")
             continue
         log(f"{tag} ...")
         t0 = time.perf_counter()

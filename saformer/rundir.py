@@ -30,7 +30,7 @@ PARTIAL_SUFFIX = ".partial"
 # The layout of a `saformer flow` run directory, in one place: the flow writes these files (the
 # presence of each says its stage ran), the report reads them and cites them as its sources.
 RUN_FILES = {"float": "float/metrics.json", "qat": "qat/metrics.json", "export": "export/export.json",
-             "manifest": "export/manifest.json", "golden": "golden/golden.json", "hls": "hls/hls.json",
+             "manifest": "export/manifest.json", "golden": "golden/golden.json", "accel": "accel/accel.json", "hls": "hls/hls.json",
              "rtl": "rtl/rtl.json", "synth": "synth/synth.json", "sweep": "sweep/sweep.json",
              "flow": "flow.json", "hardware": "hardware.json"}
 EXPORT_DIR = "export"  # the integer export inside a run directory, read by every hardware stage

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from saformer.config import ModelConfig, TrainConfig
 from saformer.data import Dataset, Split, load_dataset
-from saformer.errors import CheckpointError, ConfigError
+from saformer.errors import CheckpointError, ConfigError, SaformerError
+from saformer.model import distributed
 from saformer.model.checkpoint import (CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, RUN_SCHEMA, TIMING_FILE,
                                        check_compatible, load_checkpoint, read_run, save_checkpoint)
 from saformer.model.monitor import FiringRateMonitor
@@ -142,7 +143,10 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
     folded float weights) and returns metrics to keep (e.g. accuracy before fine-tuning).
     """
     run_dir = Path(run_dir)
-    dev = resolve_device(device)
+    ranks = distributed.ranks_from_env()  # several processes under torchrun (saformer.model.distributed)
+    dev = distributed.init(ranks, resolve_device(device))
+    if not ranks.main:  # rank 0 alone logs and writes the run directory
+        log, progress = (lambda *_: None), False
     state = None
     if resume:
         run = read_run(run_dir)
@@ -163,13 +167,18 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
         refuse_existing_run(run_dir)
         check_out_dir(run_dir)
 
+    if tcfg.batch_size % ranks.world:
+        raise ConfigError(f"--batch-size {tcfg.batch_size} (the global batch) must be a multiple of the "
+                          f"{ranks.world} processes")
     data = load_dataset(dataset, data_dir, cfg.time_steps, download=download, workers=workers)
     check_dataset_fits(cfg, data)  # both before the directory exists: a data error leaves nothing behind
+    distributed.barrier(ranks)  # every rank has checked the directory before rank 0 writes to it
     if not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
         run = {"schema": RUN_SCHEMA, "stage": stage, "model_config": cfg.to_dict(),
                "train_config": tcfg.to_dict(), "dataset": dataset,
                "data_dir": None if data_dir is None else str(data_dir), **(run_extra or {})}
+    if not resume and ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / RUN_FILE, run)
     if run.get("stage", "float") == "qat":
         amp = False  # bf16 would take values off the fixed-point grid
@@ -194,7 +203,8 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
         first_epoch, history, timing = state["epoch"], state["history"], state.get("timing", [])
         init_metrics = state.get("init_metrics", {})
         log(f"resuming '{run_dir}' after epoch {first_epoch}/{tcfg.epochs}")
-    step_model = torch.compile(model) if compile_model else model
+    step_model = distributed.wrap(model, ranks, dev)
+    step_model = torch.compile(step_model) if compile_model else step_model
     criterion = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
 
     start = time.perf_counter()
@@ -204,7 +214,7 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
         loss_sum, correct, seen = 0.0, 0, 0
         t0 = time.perf_counter()
         batches = data.train.batches(tcfg.batch_size, shuffle=True, augment=tcfg.augment,
-                                     seed=tcfg.seed * 100_003 + epoch, device=dev)
+                                     seed=tcfg.seed * 100_003 + epoch, device=dev, shard=ranks.shard)
         bar = _progress(batches, steps_per_epoch, f"epoch {epoch + 1}/{tcfg.epochs}", progress)
         for x, y in bar:
             if dev.type == "cuda" and x.dim() == 4:
@@ -223,20 +233,30 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
         if dev.type == "cuda":
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - t0
+        loss_sum, correct, seen = distributed.sum_over_ranks((loss_sum, correct, seen), ranks)  # the global batch's
+        distributed.sync_buffers(model, ranks)
         test = evaluate(model, data.test, tcfg.batch_size * 2, dev, amp, progress, desc="test")
         entry = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / seen,
                  "train_accuracy": correct / seen, "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
         history.append(entry)
-        timing.append({"epoch": epoch + 1, "train_seconds": train_seconds, "train_images_per_s": seen / train_seconds,
-                       "eval_images_per_s": test["images_per_s"]})
-        save_checkpoint(run_dir, {"model_config": cfg.to_dict(), "model": model.state_dict(),
-                                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                  "epoch": epoch + 1, "history": history, "timing": timing,
-                                  "init_metrics": init_metrics})
+        timing.append({"epoch": epoch + 1, "train_seconds": train_seconds,
+                       "train_images_per_s": seen / train_seconds, "eval_images_per_s": test["images_per_s"]})
+        if ranks.world > 1:  # the replicas must still be one model
+            sums = distributed.replica_checksums(model, ranks)
+            if len(set(sums)) > 1:
+                raise SaformerError(f"after epoch {epoch + 1} the {ranks.world} replicas differ (parameter "
+                                    f"checksums {sums}); stopping rather than training on")
+            timing[-1]["replica_checksums"] = sums
+        if ranks.main:
+            save_checkpoint(run_dir, {"model_config": cfg.to_dict(), "model": model.state_dict(),
+                                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                      "epoch": epoch + 1, "history": history, "timing": timing,
+                                      "init_metrics": init_metrics})
         log(f"epoch {epoch + 1:3d}/{tcfg.epochs}  loss {entry['train_loss']:.4f}  train acc "
             f"{entry['train_accuracy']:.4f}  test acc {entry['test_accuracy']:.4f}  "
             f"{timing[-1]['train_images_per_s']:.0f} img/s")
-        if max_minutes is not None and (time.perf_counter() - start) / 60 >= max_minutes and epoch + 1 < tcfg.epochs:
+        out_of_time = max_minutes is not None and (time.perf_counter() - start) / 60 >= max_minutes
+        if distributed.agree(out_of_time, ranks) and epoch + 1 < tcfg.epochs:  # rank 0's clock decides for all
             log(f"time limit of {max_minutes} min reached after epoch {epoch + 1}; continue with --resume")
             stopped_early = True
             break
@@ -260,8 +280,13 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
         "eval_images_per_s": final["images_per_s"],
         "train_minutes_total": sum(t["train_seconds"] for t in timing) / 60, "epochs": timing,
     }
-    write_json(run_dir / TIMING_FILE, speed)
-    write_json(run_dir / METRICS_FILE, metrics)
+    if ranks.world > 1:
+        metrics["distributed"] = {"processes": ranks.world, "backend": "nccl" if dev.type == "cuda" else "gloo",
+                                  "per_process_batch": tcfg.batch_size // ranks.world}
+    if ranks.main:
+        write_json(run_dir / TIMING_FILE, speed)
+        write_json(run_dir / METRICS_FILE, metrics)
+    distributed.finish(ranks)
     return {**metrics, **speed, "epochs": len(history), "run_dir": str(run_dir)}
 
 

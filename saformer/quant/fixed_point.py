@@ -77,6 +77,30 @@ def lif_int(x_seq: np.ndarray, theta: int) -> tuple[np.ndarray, np.ndarray]:
     return spikes, h_seq
 
 
+# ---- integers on torch tensors (the golden model's torch backend, saformer.quant.golden_torch) ---
+def saturate_torch(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """saturate() on an integer tensor."""
+    lo, hi = int_range(bits)
+    return x.clamp(lo, hi)
+
+
+def shift_to_membrane_torch(acc: torch.Tensor, out_shift: int, mem_bits: int) -> torch.Tensor:
+    """shift_to_membrane() on an int64 tensor (torch's >> on signed integers is arithmetic: floor)."""
+    return saturate_torch(acc >> out_shift if out_shift >= 0 else acc << -out_shift, mem_bits)
+
+
+def lif_int_torch(x_seq: torch.Tensor, theta: int) -> torch.Tensor:
+    """lif_int()'s spikes (int8) from an int64 drive (T, ...)."""
+    v = torch.zeros_like(x_seq[0])
+    spikes = torch.empty(x_seq.shape, dtype=torch.int8, device=x_seq.device)
+    for t in range(x_seq.shape[0]):
+        h = (v + x_seq[t]) >> 1
+        s = h >= theta
+        v = torch.where(s, 0, h)
+        spikes[t] = s
+    return spikes
+
+
 # ---- float emulation with straight-through gradients (QAT) ------------------------------------
 class _StraightThrough(torch.autograd.Function):
     """Applies a rounding function forward; passes the gradient through unchanged."""

@@ -83,16 +83,19 @@ def sasa_score(q: np.ndarray, k: np.ndarray, n_agg: int) -> np.ndarray:
 
 def sasa_core(q: np.ndarray, k: np.ndarray, n_agg: int, grid: tuple[int, int], theta_a: int, theta_o: int,
               mem_frac: int, mem_bits: int, dwc: tuple[np.ndarray, np.ndarray, int] | None = None,
-              acc_dtype=np.int64) -> dict[str, np.ndarray]:
+              acc_dtype=np.int64, force_mask: bool = False) -> dict[str, np.ndarray]:
     """The part of SASA the RTL core computes: Q, K spikes (T, B, N, D) -> O spikes (T, B, N, D).
 
     ``dwc`` is (weights (D, 1, 3, 3), biases (D,), out_shift) or None: the export's integers and
     the shift that takes the DWC accumulator to the membrane format (the RTL's DWC_SHIFT). Returns the score, the mask,
-    LIF_o's drive and O: what the hand-written datapath must reproduce bit for bit.
+    LIF_o's drive and O: what the hand-written datapath must reproduce bit for bit. ``force_mask``
+    (a diagnostic, not the contract) lets every K spike through, as if LIF_a always fired.
     """
     t, b, n, d = q.shape
     score = sasa_score(q, k, n_agg)
     mask, _ = lif_int(score, theta_a)
+    if force_mask:
+        mask = np.ones_like(mask)
     y = (mask.astype(np.int64) * k) << mem_frac  # a masked K spike is 1.0 in membrane format
     if dwc is not None:
         w, bias, out_shift = dwc
@@ -105,15 +108,26 @@ def sasa_core(q: np.ndarray, k: np.ndarray, n_agg: int, grid: tuple[int, int], t
 
 
 # ---- the network ------------------------------------------------------------------------------
+ATTENTION_PROBES = ("model", "zero_output", "mask_ones")
+
+
 class GoldenModel:
     """The integer SAFormer of an export: its graph (saformer.graph), node by node.
 
     A value is (array, temporal): temporal arrays are (T, B, *shape); a static image and what
     is computed from it before the first neuron have no time axis, so the first conv of a static
     image runs once, not T times (a LIF broadcasts its static drive over the T steps).
+
+    ``attention`` other than "model" is a diagnostic that leaves the contract: "zero_output" drops
+    every SASA output spike, "mask_ones" lets every K spike through (LIF_a always firing). Every
+    forward adds the spikes and neurons of each SASA core's LIF_a and LIF_o to ``sasa_spikes``.
     """
 
-    def __init__(self, export: IntegerExport) -> None:
+    def __init__(self, export: IntegerExport, attention: str = "model") -> None:
+        if attention not in ATTENTION_PROBES:
+            raise ValueError(f"attention probe {attention!r}: choose one of {ATTENTION_PROBES}")
+        self.attention = attention
+        self.sasa_spikes: dict[str, list[int]] = {}  # neuron -> [spikes, neuron-steps]
         self.ex = export
         self.cfg, self.qcfg = export.cfg, export.qcfg
         self.graph = export.graph
@@ -137,7 +151,7 @@ class GoldenModel:
         if node.layer is not None:
             dwc = (self.ex.weight(node.layer), self.ex.bias(node.layer), self.ex.layer(node.layer)["out_shift"])
         return sasa_core(q, k, a["n_agg"], tuple(a["grid"]), self.ex.theta(a["lif_a"]), self.ex.theta(a["lif_o"]),
-                         *self.mem, dwc=dwc, acc_dtype=self.acc_dtype)
+                         *self.mem, dwc=dwc, acc_dtype=self.acc_dtype, force_mask=self.attention == "mask_ones")
 
     def head(self, node, s: np.ndarray) -> np.ndarray:
         """The head accumulates its weight column for every spike, plus T*N times the bias."""
@@ -153,9 +167,9 @@ class GoldenModel:
                 spikes = self.graph[node.inputs[0]].format == "spikes"
                 fn = lambda f: self.synapse(node.layer, f, spikes)  # noqa: E731
             elif op == "maxpool":
-                fn = maxpool3x3s2
+                fn = self.maxpool
             else:  # (M, D, H, W) -> (M, N, D), row-major tokens
-                fn = lambda f: f.reshape(f.shape[0], f.shape[1], -1).transpose(0, 2, 1)  # noqa: E731
+                fn = self.tokens
             if not temporal:
                 return fn(x), False
             y = fn(x.reshape(-1, *x.shape[2:]))
@@ -163,24 +177,30 @@ class GoldenModel:
         if op == "lif":
             (x, temporal), = ins
             if not temporal:
-                x = np.broadcast_to(x, (self.cfg.time_steps, *x.shape))
-            s, _ = lif_int(x, self.ex.theta(node.neuron))
+                x = self.steps(x)
+            s = self.lif(x, self.ex.theta(node.neuron))
             if tr is not None:
                 tr[f"{node.neuron}.x"], tr[f"{node.neuron}.s"] = x, s
-            return s.astype(np.int64), True
+            return s, True
         if op == "add":
             (a, ta), (b, tb) = ins
             if ta != tb:  # a static value meets a temporal one: the static is the same at every step
                 a, b = (a, b[None]) if ta else (a[None], b)
-            return saturate(a + b, self.qcfg.membrane_bits), ta or tb
+            return self.saturate(a + b, self.qcfg.membrane_bits), ta or tb
         if op == "sasa":
             (q, _), (k, _) = ins
             core = self.sasa(node, q, k)
+            for neuron, s in ((node.attrs["lif_a"], core["mask"]), (node.attrs["lif_o"], core["o"])):
+                tally = self.sasa_spikes.setdefault(neuron, [0, 0])
+                tally[0] += int(s.sum())
+                tally[1] += int(np.prod(s.shape))
+            if self.attention == "zero_output":
+                core["o"] = core["o"] * 0
             if tr is not None:
                 tr[f"{node.name}.score"] = core["score"]
                 tr[f"{node.attrs['lif_a']}.x"], tr[f"{node.attrs['lif_a']}.s"] = core["score"], core["mask"]
                 tr[f"{node.attrs['lif_o']}.x"], tr[f"{node.attrs['lif_o']}.s"] = core["drive"], core["o"]
-            return core["o"].astype(np.int64), True
+            return core["o"], True
         if op == "head":
             (s, _), = ins
             return self.head(node, s), False
@@ -192,12 +212,12 @@ class GoldenModel:
             raise ShapeError(f"the golden model takes integer inputs (quantize_input first); got {np.asarray(x).dtype}")
         static = is_static_input(self.cfg, x.shape, " (golden model)")
         tr: dict[str, np.ndarray] | None = {} if trace else None
-        x = x.astype(np.int64)
+        x = self.asarray(x)
         values: dict[str, tuple[np.ndarray, bool]] = {}
         last_use = self.graph.last_use()
         for idx, node in enumerate(self.graph):
             if node.op == "input":
-                values[node.name] = (x, False) if static else (x.transpose(1, 0, 2, 3, 4), True)
+                values[node.name] = (x, False) if static else (self.time_first(x), True)
                 continue
             values[node.name] = self._node(node, [values[i] for i in node.inputs], tr)
             if tr is not None and node.trace:
@@ -205,4 +225,35 @@ class GoldenModel:
             for i in node.inputs:  # free what no later node reads
                 if last_use[i] == idx:
                     del values[i]
-        return values[self.graph.output.name][0], (tr or {})
+        return self.numpy(values[self.graph.output.name][0]), {k: self.numpy(v) for k, v in (tr or {}).items()}
+
+    # the primitives the graph walk uses: numpy here, torch in saformer.quant.golden_torch
+    def asarray(self, x):
+        return np.asarray(x).astype(np.int64)
+
+    @staticmethod
+    def numpy(x) -> np.ndarray:
+        return x
+
+    @staticmethod
+    def time_first(x):  # (B, T, ...) -> (T, B, ...)
+        return x.swapaxes(0, 1)
+
+    def steps(self, x):  # a static drive, the same at every step: (T, ...)
+        return np.broadcast_to(x, (self.cfg.time_steps, *x.shape))
+
+    @staticmethod
+    def tokens(f):  # (M, D, H, W) -> (M, N, D), row-major tokens
+        return f.reshape(f.shape[0], f.shape[1], -1).swapaxes(1, 2)
+
+    @staticmethod
+    def lif(x, theta: int):
+        return lif_int(x, theta)[0]  # int8 spikes: every reader widens them
+
+    @staticmethod
+    def maxpool(x):
+        return maxpool3x3s2(x)
+
+    @staticmethod
+    def saturate(x, bits: int):
+        return saturate(x, bits)

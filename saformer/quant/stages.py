@@ -209,24 +209,56 @@ def _write_and_check(model: QuantSAFormer, run: dict[str, Any], manifest: dict[s
     return report
 
 
+GOLDEN_BACKENDS = ("numpy", "torch")
+
+
+def golden_model(ex, backend: str = "numpy", device: str = "cpu", attention: str = "model") -> GoldenModel:
+    """The golden model of an export on a backend: numpy (the definition) or torch (any device,
+    bit-exact with it: saformer.quant.golden_torch). ``attention``: see GoldenModel."""
+    if backend == "numpy":
+        if device != "cpu":
+            raise ConfigError(f"the numpy golden model runs on the CPU only, not on '{device}' (--backend torch)")
+        return GoldenModel(ex, attention)
+    if backend == "torch":
+        from saformer.quant.golden_torch import TorchGoldenModel
+
+        return TorchGoldenModel(ex, device, attention)
+    raise ConfigError(f"golden backend {backend!r}: choose one of {list(GOLDEN_BACKENDS)}")
+
+
 def golden_eval(export_dir: Path, out: Path | None = None, data_dir: str | None = None,
-                batch_size: int = 64, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """``saformer golden``: accuracy of the integer golden model on the test set."""
+                batch_size: int = 64, limit: int | None = None, progress: bool = True,
+                backend: str = "numpy", device: str = "cpu", probes: bool = True) -> dict[str, Any]:
+    """``saformer golden``: accuracy of the integer golden model on the test set; with ``probes``,
+    the attention diagnostics too: accuracy with every SASA output zeroed and with the mask forced
+    to all ones (two more passes), and the firing rates of each SASA core's LIF_a and LIF_o."""
     ex = load_export(export_dir)
-    golden = GoldenModel(ex)
+    cores = ex.graph.of_op("sasa")
+    variants = ("model", "zero_output", "mask_ones") if probes and cores else ("model",)
+    models = {v: golden_model(ex, backend, device, v) for v in variants}
     dataset = ex.manifest["dataset"]
-    correct = seen = 0
+    correct = dict.fromkeys(variants, 0)
+    seen = 0
     start = time.perf_counter()
     total = None if limit is None else math.ceil(limit / batch_size)
     batches = integer_batches(dataset, ex.cfg, ex.qcfg, data_dir, batch_size, limit)
     for _, x_int, y in tqdm(batches, total=total, desc="golden", leave=False, disable=None if progress else True):
-        logits, _ = golden.forward(x_int)
-        correct += int((logits.argmax(1) == y).sum())
+        for v, model in models.items():
+            logits, _ = model.forward(x_int)
+            correct[v] += int((logits.argmax(1) == y).sum())
         seen += len(y)
     seconds = time.perf_counter() - start
     result = {"export_dir": str(export_dir), "dataset": dataset, "config": ex.cfg.name,
-              "weight_bits": ex.qcfg.weight_bits, "images": seen, "test_accuracy": correct / seen,
-              "images_per_s": seen / seconds, "qat_test_accuracy": ex.manifest.get("qat_test_accuracy")}
+              "weight_bits": ex.qcfg.weight_bits, "images": seen, "test_accuracy": correct["model"] / seen,
+              "images_per_s": seen * len(variants) / seconds, "qat_test_accuracy": ex.manifest.get("qat_test_accuracy"),
+              "backend": backend, "device": device, "attention": None}
+    if len(variants) > 1:
+        rates = models["model"].sasa_spikes
+        result["attention"] = {
+            "accuracy_model": correct["model"] / seen, "accuracy_sasa_output_zeroed": correct["zero_output"] / seen,
+            "accuracy_mask_all_ones": correct["mask_ones"] / seen,
+            "cores": [{"core": n.name, "lif_a_rate": rates[n.attrs["lif_a"]][0] / rates[n.attrs["lif_a"]][1],
+                       "lif_o_rate": rates[n.attrs["lif_o"]][0] / rates[n.attrs["lif_o"]][1]} for n in cores]}
     target = Path(out) if out else Path(export_dir)
     target.mkdir(parents=True, exist_ok=True)
     write_json(target / GOLDEN_FILE, result)

@@ -32,6 +32,36 @@ from saformer.graph import Graph, network_graph
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
 
+# 45 nm energies per operation (M. Horowitz, "Computing's energy problem", ISSCC 2014, as
+# transcribed in ../shared/ACCEL_NOTES.md): integer add 0.03 pJ at 8 bits and 0.1 pJ at 32 bits,
+# integer multiply 0.2 pJ at 8 bits and 3.1 pJ at 32 bits, a 64-bit read of an 8 KB SRAM 10 pJ.
+# Other widths: adds linear between the two points, multiplies by the product of the widths
+# (array multipliers), memory per bit at the 8 KB figure (on-chip memories here are 2-4 KB blocks),
+# writes costed as reads (the table gives reads only).
+ADD_PJ = {8: 0.03, 32: 0.1}
+MULT_8X8_PJ = 0.2
+SRAM_PJ_PER_BIT = 10.0 / 64
+
+
+def add_pj(bits: int) -> float:
+    (b0, e0), (b1, e1) = sorted(ADD_PJ.items())
+    return e0 + (bits - b0) * (e1 - e0) / (b1 - b0)
+
+
+def mult_pj(a_bits: int, b_bits: int) -> float:
+    return MULT_8X8_PJ * a_bits * b_bits / 64
+
+
+def hardware_energy(activity: dict[str, Any]) -> dict[str, Any]:
+    """Energy per image (pJ) of counted activity (saformer.rtl_sim.activity, ``Activity.scaled``):
+    additions, multiplications, memory reads and writes, each at the 45 nm figures above."""
+    adds = sum(n * add_pj(int(b)) for b, n in activity["adds"].items())
+    mults = sum(n * mult_pj(*map(int, k.split("x"))) for k, n in activity["mults"].items())
+    reads, writes = activity["read_bits"] * SRAM_PJ_PER_BIT, activity["write_bits"] * SRAM_PJ_PER_BIT
+    return {"adds_pj": adds, "mults_pj": mults, "memory_read_pj": reads, "memory_write_pj": writes,
+            "total_pj": adds + mults + reads + writes, "add_ops": sum(activity["adds"].values()),
+            "mult_ops": sum(activity["mults"].values())}
+
 
 @dataclass(frozen=True)
 class LayerOps:

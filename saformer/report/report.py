@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from saformer.config import ModelConfig
+from saformer.data import EVENT_DATASETS
 from saformer.errors import SaformerError
 from saformer.rundir import RUN_FILES, write_json
 from saformer.report.energy import energy_table
@@ -19,7 +20,6 @@ from saformer.rtl_sim.core import SasaCoreParams, cycle_model
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 SOURCES = RUN_FILES  # the run directory's layout (saformer.rundir): what the report reads
-STATIC_DATASETS = {"digits", "cifar10", "cifar100"}
 
 
 def _load(run: Path) -> dict[str, Any]:
@@ -35,6 +35,10 @@ def _load(run: Path) -> dict[str, Any]:
         raise SaformerError(f"'{run}' holds no flow results (no {SOURCES['float']} or {SOURCES['export']}); "
                             "run 'saformer flow --out DIR' first")
     return found
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _verdict(ran: bool, passed: bool | None, compared: int | None = None) -> str:
@@ -63,6 +67,10 @@ def accuracy_levels(m: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"level": "HLS (hls4ml C simulation, stage by stage)", "accuracy": head["accuracy_on_checked_images"],
                          "images": m["hls"]["images"], "source": SOURCES["hls"],
                          "golden_on_same_images": m["hls"].get("golden_accuracy_on_checked_images")})
+    if "accel" in m:
+        a = m["accel"]
+        rows.append({"level": "RTL accelerator (the whole network, Verilator)", "accuracy": a["accuracy_rtl"],
+                     "images": a["images"], "source": SOURCES["accel"], "golden_on_same_images": a["accuracy_golden"]})
     return rows
 
 
@@ -72,11 +80,27 @@ def bit_exactness(m: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append({"comparison": "golden model vs QAT model (every trace)",
                  "verdict": _verdict(ex is not None, ex and ex["bit_exact"], ex and ex["images"] * ex["traces"]),
                  "detail": f"{ex['images']} images, {ex['traces']} traces" if ex else "", "source": SOURCES["export"]})
+    acc = m.get("accel")
+    rows.append({"comparison": "RTL accelerator vs golden: logits of every image",
+                 "verdict": _verdict(acc is not None, acc and acc["bit_exact"], acc and acc["images"]),
+                 "detail": f"{_count(acc['images'], 'image')}, {acc['blocks']} blocks at {acc['hardware']['lanes']} lanes"
+                 if acc else "", "source": SOURCES["accel"]})
+    st = (acc or {}).get("stalls")
+    if st:
+        rows.append({"comparison": "RTL accelerator vs golden: logits with random stalls",
+                     "verdict": _verdict(True, st["bit_exact"], st["images"]),
+                     "detail": f"{_count(st['images'], 'image')}, input idle {st['p_idle']:.0%}, "
+                               f"back-pressure {st['p_backpressure']:.0%}", "source": SOURCES["accel"]})
+    for lay in (acc or {}).get("layers", []):
+        rows.append({"comparison": f"RTL accelerator vs golden: spikes after {lay['node']}",
+                     "verdict": _verdict(True, lay["bit_exact"], lay["values"]),
+                     "detail": f"{_count(lay['images'], 'image')}, {lay['spikes']:,} spikes of {lay['values']:,}",
+                     "source": SOURCES["accel"]})
     hls = m.get("hls")
     for s in (hls or {}).get("stages", []):
         values = sum(c["values"] for c in s["checks"])
         rows.append({"comparison": f"hls4ml C sim vs golden: {s['stage']}", "verdict": _verdict(True, s["bit_exact"], values),
-                     "detail": f"{s['images']} images x T steps, {values:,} values", "source": SOURCES["hls"]})
+                     "detail": f"{_count(s['images'], 'image')} x T steps, {values:,} values", "source": SOURCES["hls"]})
     if not hls:
         rows.append({"comparison": "hls4ml C sim vs golden", "verdict": "not run", "detail": "", "source": SOURCES["hls"]})
     for mx in (hls or {}).get("mixed_hls_rtl", []):
@@ -127,7 +151,7 @@ def energy(m: dict[str, Any], cfg: ModelConfig, dataset: str) -> dict[str, Any] 
     rates = m.get(src, {}).get("firing_rates")
     if not rates:
         return None
-    static = dataset in STATIC_DATASETS
+    static = dataset not in EVENT_DATASETS
     tables = {att: energy_table(cfg, rates, att, static) for att in ("sasa", "ssa", "sdsa")}
     return {"rates_source": SOURCES[src], "static_input": static, "tables": tables,
             "note": "SSA and SDSA are costed on the same config with this run's measured firing rates "
@@ -192,10 +216,47 @@ def _rate(x: float | None) -> str:
 
 def render(r: dict[str, Any]) -> str:
     out = [f"# SAFormer flow report: {r['config']} on {r['dataset']}, {r['weight_bits']}-bit weights\n"]
+    a = r.get("accel")
+    if a:
+        c = a["cycles_per_image"]
+        verdict = (f"**bit-exact**: the logits of all {a['images']} images equal the golden model's" if a["bit_exact"]
+                   else f"**MISMATCH** on {a['mismatching_count']} of {a['images']} images")
+        layers = ("; spikes inside the network equal the golden traces after " +
+                  ", ".join(x["node"] for x in a["layers"]) if a["layers_bit_exact"]
+                  else "; spikes inside the network: **MISMATCH** after " +
+                  ", ".join(x["node"] for x in a["layers"] if not x["bit_exact"])) if a["layers"] else ""
+        out += [f"## The whole accelerator (`{SOURCES['accel']}`)\n",
+                f"{a['blocks']} blocks generated from the export's graph at {a['hardware']['lanes']} lanes, "
+                f"simulated end to end (Verilator): {verdict}{layers}. RTL accuracy "
+                f"{_pct(a['accuracy_rtl'])} = golden {_pct(a['accuracy_golden'])} on these images. Cycles per image "
+                f"(back to back): median {c['median']:,.0f}, min {c['min']:,}, max {c['max']:,}; "
+                f"{a['latency_us_at_clock']:,.1f} us at {a['hardware']['clock_mhz']:g} MHz. "
+                "All test images: `saformer flow --accel-images 0` or `saformer accel`.\n"]
+        e = a.get("energy")
+        if e:
+            h = e["hardware"]
+            out += [f"Energy per image from the accelerator's own activity (45 nm; adds by width, multiplies, "
+                    f"on-chip memory bits): **{h['total_pj'] / 1e6:.3f} uJ**, "
+                    f"{100 * (h['memory_read_pj'] + h['memory_write_pj']) / h['total_pj']:.0f}% of it memory traffic; "
+                    f"the paper's SOP model on the same images: {e['sop_model']['energy_pj'] / 1e6:.3f} uJ "
+                    "(`accel/accel.md` says what each counts).\n"]
     out += ["## Accuracy\n", "| level | test accuracy | images | source |", "|---|---|---|---|"]
     for a in r["accuracy"]:
         extra = f" (golden on the same images: {_pct(a['golden_on_same_images'])})" if a.get("golden_on_same_images") is not None else ""
         out.append(f"| {a['level']} | {_pct(a['accuracy'])}{extra} | {a['images']} | `{a['source']}` |")
+    att = r.get("attention")
+    if att:
+        drop = 100 * (att["accuracy_model"] - att["accuracy_sasa_output_zeroed"])
+        out += [f"\n## Attention diagnostics (integer golden model, test set, `{SOURCES['golden']}`)\n",
+                "| variant | test accuracy |", "|---|---|",
+                f"| the model | {_pct(att['accuracy_model'])} |",
+                f"| every SASA core's output spikes zeroed (proj adds only its bias) | {_pct(att['accuracy_sasa_output_zeroed'])} |",
+                f"| the mask forced to all ones (every K spike passes) | {_pct(att['accuracy_mask_all_ones'])} |",
+                "", f"Zeroing the attention output costs {drop:.2f} points"
+                + (": the attention carries information on this data." if drop >= 0.5 else
+                   ": the attention carries little or nothing on this data.") + "\n",
+                "| SASA core | LIF_a (mask) rate | LIF_o (output) rate |", "|---|---|---|",
+                *(f"| {c['core']} | {c['lif_a_rate']:.4f} | {c['lif_o_rate']:.4f} |" for c in att["cores"])]
     out += ["\n## Bit-exactness against the golden model\n", "| comparison | verdict | checked | source |", "|---|---|---|---|"]
     out += [f"| {b['comparison']} | **{b['verdict']}** | {b['detail']} | `{b['source']}` |" for b in r["bit_exact"]]
     syn = r.get("resources")
@@ -274,7 +335,8 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         "hls_resources": [{"stage": s["stage"], **{k: s["resources"].get(k) for k in
                                                    ("adders", "multipliers", "lut_estimate", "weight_bits")}}
                           for s in m.get("hls", {}).get("stages", []) if "adders" in s["resources"]],
-        "flow": m.get("flow"), "sweep": m.get("sweep"),
+        "flow": m.get("flow"), "sweep": m.get("sweep"), "accel": m.get("accel"),
+        "attention": (m.get("golden") or {}).get("attention"),
     }
     r["plots"] = plots(run, m, en)
     write_json(run / REPORT_JSON, r)

@@ -20,8 +20,11 @@ the next event encoder (pool, LIF, add, the SASA core) runs at those lanes.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ import numpy as np
 
 from saformer.config import HardwareConfig
 from saformer.errors import ConfigError
-from saformer.rtl_sim.blocks import BLOCKS, SYN_ENGINE, engine_from_export
+from saformer.rtl_sim.blocks import BLOCKS, SYN_ENGINE, engine_from_export, event_fields
 from saformer.rtl_sim.core import HDL_DIR, params_from_export, write_dwc_file
 
 TOP = "saformer_top"
@@ -88,6 +91,7 @@ class _Builder:
         self.streams: dict[str, Stream] = {}
         self.taps: dict[tuple[str, str], Stream] = {}  # (producer, consumer) -> the consumer's copy
         self.sources: set[str] = set()
+        self.node: str | None = None  # the graph node being built: every block records it
 
     # ---- wires and instances ---------------------------------------------------------------------
     def stream(self, wire: str, width: int, lanes: int, beats: int, static: bool = False) -> Stream:
@@ -99,7 +103,7 @@ class _Builder:
         ps = ", ".join(f".{k}({_literal(v)})" for k, v in params.items())
         cs = ", ".join(f".{k}({v})" for k, v in ports.items())
         self.body.append(f"    {module} #({ps}) u_{name} (.clk, .rst, {cs});")
-        self.blocks.append({"instance": f"u_{name}", "block": block, "params": params})
+        self.blocks.append({"instance": f"u_{name}", "block": block, "params": params, "node": self.node})
 
     def one_to_one(self, block: str, module: str, name: str, params: dict, src: Stream, dst: Stream) -> None:
         self.instance(block, module, name, params, {
@@ -118,6 +122,7 @@ class _Builder:
         for node in graph:
             if node.name not in keep:
                 break
+            self.node = node.name
             out = getattr(self, f"_{node.op}")(node)
             self.streams[node.name] = out
             if node.name != output:
@@ -156,10 +161,7 @@ class _Builder:
         enc = {"IN": params["IN"], "LANES": src.lanes, "KERNEL": params["KERNEL"], "H": params["H"], "W": params["W"],
                "GROUP": group, "VALUE_BITS": params.get("VALUE_BITS", 0)}
         BLOCKS["event_encoder"].check(enc)
-        ev_width = (max(1, (params["IN"] - 1).bit_length()) + 2 + enc["VALUE_BITS"]
-                    + (max(1, (params["W"] - 1).bit_length()) if params["KERNEL"] == 3 else 1)
-                    + (max(1, (params["H"] - 1).bit_length()) if params["KERNEL"] == 3 else 1))
-        ev = self.stream(f"{name}_ev", ev_width, 1, 0, src.static)
+        ev = self.stream(f"{name}_ev", sum(event_fields(enc)) + 2, 1, 0, src.static)
         self.one_to_one("event_encoder", "event_encoder", f"{name}_enc", enc, src, ev)
         mem = self.mem_dir / name
         SYN_ENGINE.write_memories(params, data, mem)
@@ -358,21 +360,52 @@ def build_top(ex, hw: HardwareConfig, build_dir: Path, static_input: bool = True
     return design, harness, time.perf_counter() - t0
 
 
-def run_top(design: TopDesign, harness, x_int: np.ndarray, run_dir: Path | None = None) -> TopRun:
-    """Stream the images ``x_int`` through a built top, image after image, stall-free."""
-    from saformer.rtl_sim.beats import unpack_words
-
-    from saformer.rtl_sim.beats import unpack
+def run_top(design: TopDesign, harness, x_int: np.ndarray, run_dir: Path | None = None, p_idle: float = 0.0,
+            p_backpressure: float = 0.0, seed: int = 0) -> TopRun:
+    """Stream the images ``x_int`` through a built top, image after image (stall-free unless the
+    input idles / the output back-pressures with the given probabilities, seeded)."""
+    from saformer.rtl_sim.beats import unpack, unpack_words
 
     beats = image_beats(design, x_int)
     per_image = design.out_beats_per_image
     n = len(x_int)
-    run = harness.run(beats, n * per_image, timeout=50_000_000 * n, run_dir=run_dir)
+    run = harness.run(beats, n * per_image, p_idle, p_backpressure, seed, timeout=50_000_000 * n, run_dir=run_dir)
     values = unpack(run.beats, design.out_lanes) if design.out_bits == 1 else \
         unpack_words(run.beats, design.out_bits, design.out_lanes)
     logits = values.reshape(n, -1)
     ends = run.cycles[per_image - 1::per_image] - run.first_input + 1
     return TopRun(logits, np.diff(ends, prepend=0), run.total, run.simulated, run.seconds, 0.0)
+
+
+def output_beats(design: TopDesign, values: np.ndarray) -> list[int]:
+    """What the top emits for per-image ``values`` (logits, or a cut top's spikes): its out beats."""
+    from saformer.rtl_sim.beats import pack, pack_words
+
+    v = np.asarray(values).reshape(-1)
+    return pack(v, design.out_lanes) if design.out_bits == 1 else pack_words(v, design.out_bits, design.out_lanes)
+
+
+def cocotb_top(design: TopDesign, top_sv: Path, x_int: np.ndarray, expected: np.ndarray, build_dir: Path,
+               p_idle: float = 0.2, p_backpressure: float = 0.2, seed: int = 0) -> dict[str, Any]:
+    """A few images through the top on the cocotb bench (saformer.rtl_sim.tb.block_tb) with random
+    idles and back-pressure, every output beat asserted against ``expected`` (the golden logits);
+    slow (about 7 k cycles/s): for a handful of images, the harness for bulk."""
+    from saformer.rtl_sim.sim import build_hdl, run_bench
+
+    build_dir = Path(build_dir).resolve()
+    sources = [*design.sources, Path(top_sv).resolve()]
+    runner, obj_dir = build_hdl(sources, TOP, {}, build_dir)
+    beats_in, beats_out = image_beats(design, x_int), output_beats(design, expected)
+    test_dir = build_dir / f"stalls_{seed}"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    (test_dir / "stim.json").write_text(json.dumps({
+        "in": [f"{b:x}" for b in beats_in], "out": [f"{b:x}" for b in beats_out], "p_idle": p_idle,
+        "p_backpressure": p_backpressure, "seed": seed, "timeout": 2_000_000 * len(x_int)}))
+    result_file = test_dir / "result.json"
+    env = {"BLOCK_STIM": str(test_dir / "stim.json"), "BLOCK_RESULT": str(result_file)}
+    r, waves = run_bench(runner, obj_dir, lambda: build_hdl(sources, TOP, {}, build_dir, trace=True),
+                         "saformer.rtl_sim.tb.block_tb", TOP, test_dir, result_file, env, f"stalls_{seed}")
+    return {**r, "waves": str(waves) if waves else None}
 
 
 def simulate_top(ex, hw: HardwareConfig, x_int: np.ndarray, build_dir: Path) -> TopRun:
@@ -395,11 +428,15 @@ def checkpoint_layers(ex) -> list[str]:
 
 def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = None, images: int | None = None,
                       data_dir: str | None = None, layer_images: int = 2,
-                      layers: list[str] | None = None) -> dict[str, Any]:
+                      layers: list[str] | None = None, keep_builds: bool = True,
+                      stall_images: int = 2) -> dict[str, Any]:
     """``saformer accel``: the whole accelerator of an export, on ``images`` test images (default: the
     whole test set), logits compared with the golden model's image by image; and for the first
     ``layer_images`` images, the spikes of ``layers`` (default: checkpoint_layers) from tops cut after
-    them, compared with the golden traces. Writes accel.json / .md."""
+    them, compared with the golden traces; the first ``stall_images`` again with random input idles
+    and output back-pressure (20% each). Writes accel.json / .md. The Verilator builds (about
+    150 MB each) run two at a time; ``keep_builds=False`` deletes their objects afterwards (the
+    generated SystemVerilog and memory files stay)."""
     from saformer.quant.export import load_export
     from saformer.quant.golden import GoldenModel
     from saformer.quant.stages import integer_batches
@@ -407,25 +444,36 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
 
     hw = hw or HardwareConfig()
     ex = load_export(export_dir)
-    xs, ys = [], []
-    for _, x_int, y in integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, data_dir, 256, images):
-        xs.append(x_int)
-        ys.append(np.asarray(y))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    gold = GoldenModel(ex).forward(x)[0]
     out = Path(out)
-    layer_rows = []
-    if layer_images:
-        xs_ = x[:layer_images]
-        _, traces = GoldenModel(ex).forward(xs_, trace=True)
-        for node in layers or checkpoint_layers(ex):
-            d, h, _ = build_top(ex, hw, out / "build_cut" / _ident(node), output=node)
-            got, want = run_top(d, h, xs_).logits, golden_stream(ex, traces, node)
-            layer_rows.append({"node": node, "images": int(len(xs_)), "spikes": int(want.sum()), "values": int(want.size),
-                               "bit_exact": bool(np.array_equal(got, want)), "differing": int((got != want).sum())})
-    design, harness, build_seconds = build_top(ex, hw, out / "build")
+    nodes = (layers or checkpoint_layers(ex)) if layer_images else []
+    with ThreadPoolExecutor(max_workers=2) as pool:  # verilating is single-threaded: overlap two builds
+        full = pool.submit(build_top, ex, hw, out / "build")
+        cuts = [pool.submit(build_top, ex, hw, out / "build_cut" / _ident(n), output=n) for n in nodes]
+        xs, ys = [], []
+        for _, x_int, y in integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, data_dir, 256, images):
+            xs.append(x_int)
+            ys.append(np.asarray(y))
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        gold, all_traces = GoldenModel(ex).forward(x, trace=True)
+        layer_rows = []
+        if nodes:
+            xs_ = x[:layer_images]
+            _, traces = GoldenModel(ex).forward(xs_, trace=True)
+            for node, cut in zip(nodes, cuts):
+                d, h, _ = cut.result()
+                got, want = run_top(d, h, xs_).logits, golden_stream(ex, traces, node)
+                layer_rows.append({"node": node, "images": int(len(xs_)), "spikes": int(want.sum()),
+                                   "values": int(want.size), "bit_exact": bool(np.array_equal(got, want)),
+                                   "differing": int((got != want).sum())})
+        design, harness, build_seconds = full.result()
     r = run_top(design, harness, x)
+    stalled = run_top(design, harness, x[:stall_images], p_idle=0.2, p_backpressure=0.2, seed=1) if stall_images else None
+    if not keep_builds:
+        for obj in [*out.glob("build/harness_*"), *out.glob("build_cut/*/harness_*")]:
+            shutil.rmtree(obj, ignore_errors=True)
     wrong = np.flatnonzero((r.logits != gold).any(axis=1))
+    energy = accel_energy(design, ex, x, all_traces)
+    del all_traces
     cyc = r.cycles_per_image[1:] if len(x) > 1 else r.cycles_per_image  # the first includes the pipeline's fill
     report = {
         "export_dir": str(export_dir), "config": ex.cfg.name, "hardware": hw.to_dict(), "images": int(len(x)),
@@ -438,13 +486,35 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
         "latency_us_at_clock": float(np.median(cyc)) / hw.clock_mhz,
         "simulated_cycles": r.simulated, "simulation_seconds": r.seconds,
         "simulated_cycles_per_second": r.simulated / r.seconds if r.seconds else None,
-        "build_seconds": build_seconds, "layers": layer_rows,
+        "build_seconds": build_seconds, "layers": layer_rows, "energy": energy,
+        "stalls": None if stalled is None else {
+            "images": int(min(stall_images, len(x))), "p_idle": 0.2, "p_backpressure": 0.2,
+            "bit_exact": bool(np.array_equal(stalled.logits, gold[:stall_images])), "cycles": stalled.total},
         "layers_bit_exact": all(row["bit_exact"] for row in layer_rows),
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / ACCEL_FILE, report)
     (out / ACCEL_MD).write_text(accel_markdown(report))
     return report
+
+
+def accel_energy(design: TopDesign, ex, x_int: np.ndarray, traces: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Energy per image two ways, on the images simulated: from the accelerator's own activity
+    (saformer.rtl_sim.activity: adds by width, multiplies, memory bits, at 45 nm) and by the
+    paper's SOP model (E_AC / E_MAC, 32-bit float operations) at these images' firing rates."""
+    from saformer.report.energy import energy_table, hardware_energy
+    from saformer.rtl_sim.activity import image_activity
+
+    act = image_activity(design, ex, x_int, traces)
+    by_kind: dict[str, float] = {}
+    for row in act["blocks"]:
+        by_kind[row["block"]] = by_kind.get(row["block"], 0.0) + hardware_energy(row)["total_pj"]
+    rates = {k[:-2]: float(v.mean()) for k, v in traces.items() if k.endswith(".s")}
+    sop = energy_table(ex.cfg, rates, static_input=x_int.ndim == 4)
+    return {"images": act["images"], "hardware": hardware_energy(act["total"]), "activity": act["total"],
+            "hardware_pj_by_block": {k: v for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v},
+            "sop_model": {"macs": sop["macs"], "sops": sop["sops"], "energy_pj": sop["energy_pj"],
+                          "e_ac_pj": sop["e_ac_pj"], "e_mac_pj": sop["e_mac_pj"]}}
 
 
 def accel_markdown(r: dict[str, Any]) -> str:
@@ -463,11 +533,27 @@ def accel_markdown(r: dict[str, Any]) -> str:
         f"At {r['hardware']['clock_mhz']:g} MHz: {r['latency_us_at_clock']:,.1f} us per image.",
         f"- Simulation: {r['simulated_cycles']:,} cycles in {r['simulation_seconds']:.1f} s "
         f"({r['simulated_cycles_per_second'] / 1e6:.2f} M cycles/s); build {r['build_seconds']:.0f} s.", "",
+        *energy_markdown(r["energy"]),
+        *([f"- With random stalls (input idle {r['stalls']['p_idle']:.0%}, output back-pressure "
+            f"{r['stalls']['p_backpressure']:.0%}), the first {r['stalls']['images']} images: "
+            + ("**bit-exact**." if r["stalls"]["bit_exact"] else "**MISMATCH**."), ""] if r.get("stalls") else []),
         *(["Spikes inside the network: the top cut after each layer, its spikes against the golden traces.", "",
            "| layer | images | spikes | values | equal |", "|---|---|---|---|---|",
            *(f"| {x['node']} | {x['images']} | {x['spikes']:,} | {x['values']:,} | "
              f"{'yes' if x['bit_exact'] else 'NO: ' + str(x['differing']) + ' differ'} |" for x in r["layers"]), ""]
           if r["layers"] else [])])
+
+
+def energy_markdown(e: dict[str, Any]) -> list[str]:
+    h, sop = e["hardware"], e["sop_model"]
+    return [f"Energy per image ({e['images']} images), two models (docs/accelerator.md):", "",
+            "| model | what it counts | energy per image |", "|---|---|---|",
+            f"| the accelerator's own activity, 45 nm | {h['add_ops']:,.0f} integer adds, {h['mult_ops']:,.0f} multiplies, "
+            f"{e['activity']['read_bits'] / 8e3:,.1f} kB read and {e['activity']['write_bits'] / 8e3:,.1f} kB written "
+            f"on chip | **{h['total_pj'] / 1e6:.3f} uJ** (memory {100 * (h['memory_read_pj'] + h['memory_write_pj']) / h['total_pj']:.0f}%) |",
+            f"| the paper's SOP model (E_AC {sop['e_ac_pj']} pJ, E_MAC {sop['e_mac_pj']} pJ: 32-bit float) | "
+            f"{sop['sops']:,.0f} SOPs, {sop['macs']:,.0f} MACs | {sop['energy_pj'] / 1e6:.3f} uJ |", "",
+            "By block: " + ", ".join(f"{k} {v / 1e6:.3f} uJ" for k, v in e["hardware_pj_by_block"].items()) + ".", ""]
 
 
 def golden_stream(ex, traces: dict[str, np.ndarray], node_name: str) -> np.ndarray:

@@ -211,14 +211,20 @@ def _engine_pack_in(p: dict[str, int], x: np.ndarray) -> list[int]:
     return _events(p, _engine_groups(p, x))
 
 
-def _events(p: dict[str, int], groups: np.ndarray) -> list[int]:
-    """(groups, positions, IN) -> syn_engine's input beats: one per spike (per non-zero value),
-    {last, empty, [value,] y, x, c}; an empty group is one beat with `empty` set. The engine's and
-    the event encoder's parameters (IN, KERNEL, H, W, VALUE_BITS) fix the fields."""
+def event_fields(p: dict[str, int]) -> tuple[int, int, int, int]:
+    """The bits of an event beat's channel, x, y and value fields (syn_engine.sv's CW, XW, YW,
+    VALUE_BITS), from the engine's or the event encoder's parameters; the beat is these plus the
+    `empty` and `last` flags, 2 bits."""
     cw = max(1, (p["IN"] - 1).bit_length())
     xw = max(1, (p["W"] - 1).bit_length()) if p["KERNEL"] == 3 else 1
     yw = max(1, (p["H"] - 1).bit_length()) if p["KERNEL"] == 3 else 1
-    vb = p.get("VALUE_BITS", 0)
+    return cw, xw, yw, p.get("VALUE_BITS", 0)
+
+
+def _events(p: dict[str, int], groups: np.ndarray) -> list[int]:
+    """(groups, positions, IN) -> syn_engine's input beats: one per spike (per non-zero value),
+    {last, empty, [value,] y, x, c}; an empty group is one beat with `empty` set."""
+    cw, xw, yw, vb = event_fields(p)
     top = cw + xw + yw + vb
     last_bit, empty_bit = 1 << (top + 1), 1 << top
     beats: list[int] = []

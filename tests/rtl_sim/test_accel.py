@@ -13,7 +13,7 @@ from saformer.config import HardwareConfig
 from saformer.quant.export import load_export
 from saformer.quant.golden import GoldenModel
 from saformer.quant.stages import integer_batches
-from saformer.rtl_sim.accel import build_top, golden_stream, run_top
+from saformer.rtl_sim.accel import build_top, generate_top, golden_stream, run_top
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,11 @@ def test_the_accel_command_writes_its_report(qat_runs, tmp_path):
     assert main(["accel", str(qat_runs[8][1]), "--out", str(out), "--images", "3", "--layer-images", "0"]) == 0
     r = json.loads((out / "accel.json").read_text())
     assert r["bit_exact"] and r["images"] == 3 and r["accuracy_rtl"] == r["accuracy_golden"] and r["layers"] == []
-    assert "bit-exact" in (out / "accel.md").read_text()
+    e = r["energy"]
+    assert e["images"] == 3 and e["hardware"]["total_pj"] > 0 and e["sop_model"]["energy_pj"] > 0
+    assert sum(e["hardware_pj_by_block"].values()) == pytest.approx(e["hardware"]["total_pj"])
+    md = (out / "accel.md").read_text()
+    assert "bit-exact" in md and "the paper's SOP model" in md
 
 
 def test_a_top_cut_after_a_sasa_core_emits_the_golden_spikes(digits, tmp_path):
@@ -71,3 +75,67 @@ def test_the_top_synthesizes_with_the_first_convs_multipliers_only(qat_runs, tmp
     r = synthesize_top(ex, HardwareConfig(), tmp_path, "xc7")
     assert r["mul_cells_before_mapping"] == r["resources"]["DSP"] == 8  # conv0: 8 output channels, 8 lanes
     assert r["resources"]["LUT"] < 63_400 and r["resources"]["BRAM36"] + r["resources"]["BRAM18"] / 2 <= 135
+
+
+def test_activity_counts_follow_the_spikes_and_the_table():
+    """The engine's counts by hand (a corner event reaches 4 of its 9 taps, a centre event all 9),
+    and the 45 nm table's anchor points."""
+    from saformer.report.energy import add_pj, hardware_energy, mult_pj
+    from saformer.rtl_sim.activity import Activity, _engine
+
+    p = {"IN": 2, "OUT": 8, "LANES": 4, "KERNEL": 3, "H": 3, "W": 3, "W_BITS": 8, "ACC_BITS": 20, "MEM_BITS": 16}
+    x = np.zeros((1, 1, 9, 2), np.int8)
+    x[0, 0, 0, 1] = x[0, 0, 4, 0] = 1  # corner (0, 0) and centre (1, 1)
+    a = _engine(p, x, groups=1)
+    chunks = 2
+    assert a.adds[20] == (4 + 9) * chunks * 4  # in-range updates x lanes
+    assert a.adds[21] == 9 * chunks * 4  # the drain: every position's words, bias added
+    assert a.read_bits == 2 * 9 * chunks * 4 * 8 + ((4 + 9) * chunks + 9 * chunks) * 80 + 9 * chunks * 80
+    assert a.write_bits == ((4 + 9) * chunks + 9 * chunks) * 80
+    assert (add_pj(8), add_pj(32), mult_pj(8, 8)) == (0.03, 0.1, 0.2)
+    e = hardware_energy(Activity(adds={8: 10}, mults={(8, 8): 2}, read_bits=64, write_bits=0).scaled(1.0))
+    assert e["total_pj"] == pytest.approx(10 * 0.03 + 2 * 0.2 + 10.0)
+
+
+def test_engine_updates_equal_the_synaptic_operations_of_the_golden_spikes(digits, tmp_path):
+    """Summed over the generated top's engines, the accumulator updates equal the synaptic
+    operations counted straight from the golden spikes (each spike reaches the in-range positions of
+    its 3x3 window: a ones-kernel over a ones map, read at the spike)."""
+    from scipy.signal import convolve2d
+
+    from saformer.rtl_sim.activity import image_activity
+
+    ex, x, _, _, traces = digits
+    design = generate_top(ex, HardwareConfig(lanes=4), tmp_path / "mem")
+    act = image_activity(design, ex, x, traces)
+    want = 0
+    for node in ex.graph.of_op("synapse"):
+        src = ex.graph[node.inputs[0]]
+        if src.op == "input":
+            continue
+        s = traces[f"{src.neuron}.s" if src.op == "lif" else f"{src.attrs['lif_o']}.s"]
+        out = node.shape[0] if len(node.shape) == 3 else node.shape[-1]
+        if s.ndim == 5:  # (T, B, C, H, W) maps: each spike reaches its in-range taps
+            reach = sum(convolve2d(np.ones_like(m), np.ones((3, 3)), mode="same").astype(int)[m > 0].sum()
+                        for m in s.reshape(-1, *s.shape[-2:]))
+            want += int(reach) * out
+        else:
+            want += int(s.sum()) * out
+    got = sum(r["adds"].get(ex.qcfg.accumulator_bits, 0) for r in act["blocks"]
+              if r["block"] == "syn_engine" and r["node"] not in ("logits", "sps.convs.0"))
+    assert got * len(x) == pytest.approx(want, rel=0, abs=1e-6)
+
+
+def test_two_images_through_the_cocotb_bench_with_random_stalls(digits, tmp_path):
+    """The whole top on the cocotb bench (every output beat asserted), input idles and output
+    back-pressure at 20% each; and the harness's seeded stalls give the same logits."""
+    from saformer.rtl_sim.accel import TOP, cocotb_top
+
+    ex, x, _, gold, _ = digits
+    design = generate_top(ex, HardwareConfig(), tmp_path / "mem")
+    (tmp_path / f"{TOP}.sv").write_text(design.sv)
+    r = cocotb_top(design, tmp_path / f"{TOP}.sv", x[:2], gold[:2], tmp_path / "cocotb")
+    assert r["mismatching_beats"] == 0 and r["beats_out"] == 2 * design.out_beats_per_image
+    d, h, _ = build_top(ex, HardwareConfig(), tmp_path / "harness")
+    clean, stalled = run_top(d, h, x[:2]), run_top(d, h, x[:2], p_idle=0.3, p_backpressure=0.3, seed=5)
+    assert np.array_equal(stalled.logits, gold[:2]) and np.array_equal(clean.logits, gold[:2])

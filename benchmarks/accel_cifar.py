@@ -1,0 +1,158 @@
+"""The whole accelerator at CIFAR geometry (saformer-4-384, T = 4): end to end on CIFAR-10 test
+images against the golden model, cycles and latency, and whether its memories fit UltraScale+ parts
+at 8- and 4-bit weights.
+
+    python benchmarks/accel_cifar.py --data-dir DATA --export-8 E8 --export-4 E4 [--lanes 16] [--images 8]
+
+The exports may be of a freshly quantized model (random weights, BatchNorm calibrated); cycles of an
+event-driven design follow the firing rates, so the rates of the model simulated are written beside
+the cycles. A finished simulation (WORK/acc_cifar_w<bits>_l<lanes>/accel.json) is reused. Writes
+results/accel_cifar.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from saformer.config import HardwareConfig  # noqa: E402
+from saformer.quant.export import load_export  # noqa: E402
+from saformer.quant.golden import GoldenModel  # noqa: E402
+from saformer.quant.stages import integer_batches  # noqa: E402
+from saformer.rtl_sim.accel import accelerate_export, generate_top  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# UltraScale+ parts (AMD DS891 / DS923): BRAM36 blocks, URAM blocks, LUTs, DSPs
+PARTS = {"XCZU7EV": (312, 96, 230_400, 1_728), "XCZU9EG": (912, 0, 274_080, 2_520),
+         "XCVU9P": (2_160, 960, 1_182_240, 6_840)}
+BRAM36 = [(512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1)]
+
+
+def bram36(depth: int, width: int) -> int:
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM36)
+
+
+def uram(depth: int, width: int) -> int:
+    return math.ceil(depth / 4096) * math.ceil(width / 72)
+
+
+def memories(design) -> list[tuple[str, str, int, int]]:
+    """(kind, instance, depth, width) of every memory of the top, from its blocks' parameters."""
+    out = []
+    for b in design.blocks:
+        p, name = b["params"], b["instance"]
+        if b["block"] == "syn_engine":
+            chunks, taps = p["OUT"] // p["LANES"], p["KERNEL"] ** 2
+            pos = p["H"] * p["W"] if p["KERNEL"] == 3 else 1
+            out += [("weights", name, p["IN"] * taps * chunks, p["LANES"] * p["W_BITS"]),
+                    ("accumulators", name, pos * chunks, p["LANES"] * p["ACC_BITS"]),
+                    ("biases", name, chunks, p["LANES"] * p["ACC_BITS"])]
+        elif b["block"] == "lif_unit":
+            out.append(("membranes", name, p["NEURONS"] // p["LANES"], p["LANES"] * p["WIDTH"]))
+        elif b["block"] == "sasa_core":
+            g = p["D"] // p["P"]
+            out += [("weights", name + ".dwc", p["D"] * 9, p["W_BITS"]),
+                    ("membranes", name + ".lif_o", p["N"] * g, p["P"] * p["MEM_BITS"]),
+                    ("buffers", name + ".k", 2 * p["N"] * g, p["P"])]
+        elif b["block"] == "stream_fifo":
+            out.append(("buffers", name, p["DEPTH"], p["WIDTH"]))
+        elif b["block"] == "frame_repeat":
+            out.append(("buffers", name, p["BEATS"], p["WIDTH"]))
+    return out
+
+
+def fit(mems) -> dict:
+    bits = {}
+    for kind, _, d, w in mems:
+        bits[kind] = bits.get(kind, 0) + d * w
+    all_bram = sum(bram36(d, w) for _, _, d, w in mems)
+    # weights 4 K words deep or more to URAM (4K x 72), the rest in BRAM
+    big = [(d, w) for k, _, d, w in mems if k == "weights" and d >= 4096]
+    with_uram = {"uram": sum(uram(d, w) for d, w in big),
+                 "bram36": sum(bram36(d, w) for k, _, d, w in mems if not (k == "weights" and d >= 4096))}
+    rows = {}
+    for part, (b36, u, lut, dsp) in PARTS.items():
+        rows[part] = {"bram36": b36, "uram": u, "fits_bram_only": all_bram <= b36,
+                      "fits_with_uram": with_uram["bram36"] <= b36 and with_uram["uram"] <= u}
+    return {"bits": bits, "total_mbit": sum(bits.values()) / 1e6, "bram36_all": all_bram, "with_uram": with_uram,
+            "parts": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--export-8", required=True)
+    ap.add_argument("--export-4", required=True)
+    ap.add_argument("--lanes", type=int, default=16)
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--clock-mhz", type=float, default=200.0)
+    ap.add_argument("--work", default="build/accel_cifar")
+    args = ap.parse_args()
+    work = Path(args.work)
+    hw = HardwareConfig(lanes=args.lanes)
+    result = {"lanes": args.lanes, "images": args.images, "clock_mhz": args.clock_mhz, "runs": {}}
+    for bits, export in ((8, args.export_8), (4, args.export_4)):
+        ex = load_export(export)
+        design = generate_top(ex, hw, work / f"mem_w{bits}")
+        run = {"export": str(export), "blocks": len(design.blocks), "memory": fit(memories(design))}
+        if bits == 8:
+            out = work / f"acc_cifar_w{bits}_l{args.lanes}"
+            if (out / "accel.json").is_file():
+                acc = json.loads((out / "accel.json").read_text())
+            else:
+                acc = accelerate_export(Path(export), out, hw, images=args.images, data_dir=args.data_dir,
+                                        layer_images=0, stall_images=0, keep_builds=False)
+            _, x, _ = next(integer_batches("cifar10", ex.cfg, ex.qcfg, args.data_dir, args.images, args.images))
+            _, traces = GoldenModel(ex).forward(x, trace=True)
+            rates = {k[:-2]: float(v.mean()) for k, v in traces.items() if k.endswith(".s")}
+            c = acc["cycles_per_image"]
+            run.update({"bit_exact": acc["bit_exact"], "images": acc["images"], "cycles_per_image": c,
+                        "first_image_cycles": acc["first_image_cycles"],
+                        "latency_ms_at_clock": c["median"] / (args.clock_mhz * 1e3),
+                        "simulated_cycles_per_second": acc["simulated_cycles_per_second"],
+                        "energy_uj_per_image": acc["energy"]["hardware"]["total_pj"] / 1e6,
+                        "sop_model_uj_per_image": acc["energy"]["sop_model"]["energy_pj"] / 1e6,
+                        "firing_rates": rates, "mean_firing_rate": float(np.mean(list(rates.values())))})
+        result["runs"][bits] = run
+        print(bits, json.dumps({k: v for k, v in run.items() if k not in ("firing_rates",)})[:1500], flush=True)
+    (ROOT / "results" / "accel_cifar.json").write_text(json.dumps(result, indent=2) + "\n")
+    r8 = result["runs"][8]
+    lines = [f"# The whole accelerator at CIFAR geometry (saformer-4-384, T=4, {args.lanes} lanes)", "",
+             "Command: `python benchmarks/accel_cifar.py " + " ".join(sys.argv[1:]) + "`", "",
+             "Model simulated: a freshly quantized saformer-4-384 (random weights, BatchNorm calibrated on 256 CIFAR-10 "
+             "train images), not a trained one: its firing rates set the cycles (an event-driven design), and a "
+             f"trained model's rates differ. Mean firing rate over its LIF layers: {r8['mean_firing_rate']:.3f} "
+             "(per layer in accel_cifar.json).", "",
+             f"- {r8['images']} CIFAR-10 test images end to end: "
+             + ("**bit-exact** (logits equal to the golden model's)" if r8["bit_exact"] else "**MISMATCH**") + ".",
+             f"- Cycles per image (back to back): median {r8['cycles_per_image']['median']:,.0f} (min "
+             f"{r8['cycles_per_image']['min']:,}, max {r8['cycles_per_image']['max']:,}); "
+             f"{r8['latency_ms_at_clock']:.2f} ms at {args.clock_mhz:g} MHz "
+             "(bar: 53 ms for Spikformer-1-384 on a ZU7EV at 200 MHz; target under 5 ms).",
+             f"- Simulation: {r8['simulated_cycles_per_second'] / 1e6:.2f} M cycles/s.",
+             f"- Energy per image from the accelerator's activity: {r8['energy_uj_per_image']:.1f} uJ "
+             f"(the SOP model: {r8['sop_model_uj_per_image']:.1f} uJ).", "",
+             "On-chip memory (all of it: weights, accumulators, biases, membranes, buffers) and whether it fits:", "",
+             "| weights | total Mbit | BRAM36, all in BRAM | with URAM for deep weight ROMs | "
+             + " | ".join(f"{p} (BRAM36 / URAM)" for p in PARTS) + " |",
+             "|---|---|---|---|" + "---|" * len(PARTS)]
+    for bits, run in result["runs"].items():
+        m = run["memory"]
+        cells = [f"{'fits' if v['fits_bram_only'] else 'fits with URAM' if v['fits_with_uram'] else 'does not fit'} "
+                 f"({v['bram36']} / {v['uram']})" for v in m["parts"].values()]
+        lines.append(f"| {bits}-bit | {m['total_mbit']:.1f} | {m['bram36_all']} | {m['with_uram']['bram36']} BRAM36 + "
+                     f"{m['with_uram']['uram']} URAM | " + " | ".join(cells) + " |")
+    lines += ["", "Memory by kind (Mbit, 8-bit weights): " + ", ".join(
+        f"{k} {v / 1e6:.2f}" for k, v in sorted(r8["memory"]["bits"].items(), key=lambda kv: -kv[1])) + "."]
+    (ROOT / "results" / "accel_cifar.md").write_text("\n".join(lines) + "\n")
+    print("wrote results/accel_cifar.{json,md}")
+
+
+if __name__ == "__main__":
+    main()
