@@ -86,11 +86,12 @@ def main() -> None:
     for r in rows:
         x7, e5 = r["xc7"], r["ecp5"]
         f = r["ecp5_fmax_mhz"]
+        fmax = "-" if f is None else f"{f:.1f}"
+        lat = "-" if f is None else f"{r['latency_us_at_fmax']:,.0f}"
+        rate = "-" if f is None else f"{r['images_per_s_at_fmax']:,.0f}"
         lines.append(f"| {r['lanes']} | {r['cycles_per_image_median']:,.0f} | {x7['LUT']:,} | {x7['FF']:,} | "
                      f"{x7['BRAM36']}+{x7['BRAM18']} | {x7['DSP']} | {e5['LUT4']:,} | {e5['FF']:,} | {e5['DP16KD']} | "
-                     f"{e5['MULT18']} | {'-' if f is None else f'{f:.1f}'} | "
-                     f"{'-' if f is None else f'{r['latency_us_at_fmax']:,.0f}'} | "
-                     f"{'-' if f is None else f'{r['images_per_s_at_fmax']:,.0f}'} | {r['energy_uj_per_image']:.3f} |")
+                     f"{e5['MULT18']} | {fmax} | {lat} | {rate} | {r['energy_uj_per_image']:.3f} |")
     (ROOT / "results" / "accel_lanes.md").write_text("\n".join(lines) + "\n")
     import matplotlib
     matplotlib.use("Agg")
