@@ -46,6 +46,29 @@ def synthesized(ex, hw: HardwareConfig, work: Path, target: str, pnr: bool) -> d
     return r
 
 
+def plot(rows: list[dict], config: str) -> None:
+    """The Pareto plot: LUTs against latency per image (at 100 MHz), one point per lanes setting."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    lut = [r["xc7"]["LUT"] for r in rows]
+    lat = [r["cycles_per_image_median"] / 100.0 for r in rows]
+    ax.plot(lut, lat, "o-")
+    for r, a, b in zip(rows, lut, lat):
+        ax.annotate(f"{r['lanes']} lanes", (a, b), textcoords="offset points", xytext=(6, 6))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
+    ax.set_xlim(0, max(lut) * 1.2)
+    ax.set_ylim(0, max(lat) * 1.15)
+    ax.set_xlabel("xc7 LUTs (Yosys synth_xilinx)")
+    ax.set_ylabel("latency per image at 100 MHz (us)")
+    ax.set_title(f"{config}: lanes sweep\n(accuracy and energy per image the same at every point)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(ROOT / "results" / "accel_lanes.png", dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("export")
@@ -53,7 +76,12 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--pnr", action="store_true")
     ap.add_argument("--work", default="build/accel_lanes")
+    ap.add_argument("--replot", action="store_true", help="only redraw the plot from results/accel_lanes.json")
     args = ap.parse_args()
+    if args.replot:
+        done = json.loads((ROOT / "results" / "accel_lanes.json").read_text())
+        plot(done["rows"], done["config"])
+        return
     ex = load_export(args.export)
     _, x, _ = next(integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, None, args.images, args.images))
     gold, traces = GoldenModel(ex).forward(x, trace=True)
@@ -93,20 +121,7 @@ def main() -> None:
                      f"{x7['BRAM36']}+{x7['BRAM18']} | {x7['DSP']} | {e5['LUT4']:,} | {e5['FF']:,} | {e5['DP16KD']} | "
                      f"{e5['MULT18']} | {fmax} | {lat} | {rate} | {r['energy_uj_per_image']:.3f} |")
     (ROOT / "results" / "accel_lanes.md").write_text("\n".join(lines) + "\n")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    lut = [r["xc7"]["LUT"] for r in rows]
-    lat = [r["cycles_per_image_median"] / 100.0 for r in rows]
-    ax.plot(lut, lat, "o-")
-    for r, a, b in zip(rows, lut, lat):
-        ax.annotate(f"{r['lanes']} lanes", (a, b), textcoords="offset points", xytext=(5, 5))
-    ax.set_xlabel("xc7 LUTs (Yosys)")
-    ax.set_ylabel("latency per image at 100 MHz (us)")
-    ax.set_title(f"{ex.cfg.name}: lanes sweep (same accuracy, same energy)")
-    fig.tight_layout()
-    fig.savefig(ROOT / "results" / "accel_lanes.png", dpi=120)
+    plot(rows, ex.cfg.name)
     print("wrote results/accel_lanes.{json,md,png}")
 
 
