@@ -35,7 +35,8 @@ def test_primitives_equal_their_numpy_definitions():
         assert np.array_equal(shift_to_membrane_torch(torch.from_numpy(x), shift, 16).numpy(),
                               shift_to_membrane(x, shift, 16))
     assert np.array_equal(saturate_torch(torch.from_numpy(x), 12).numpy(), saturate(x, 12))
-    drive = rng.integers(-600, 1400, (4, 3, 9))
+    drive = rng.integers(-600, 1400, (6, 3, 9))
+    drive[:, 0, 0] = [512, 0, 511, 511, -1, -1]  # H lands on theta exactly (fires), then just below
     assert np.array_equal(lif_int_torch(torch.from_numpy(drive), 256).numpy(), lif_int(drive, 256)[0])
 
 
