@@ -417,6 +417,7 @@ def simulate_top(ex, hw: HardwareConfig, x_int: np.ndarray, build_dir: Path) -> 
 
 
 ACCEL_FILE, ACCEL_MD = "accel.json", "accel.md"
+ENERGY_IMAGES = 256  # the energy count's sample: traces of every layer, held in memory at once
 
 
 def checkpoint_layers(ex) -> list[str]:
@@ -434,7 +435,8 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
     whole test set), logits compared with the golden model's image by image; and for the first
     ``layer_images`` images, the spikes of ``layers`` (default: checkpoint_layers) from tops cut after
     them, compared with the golden traces; the first ``stall_images`` again with random input idles
-    and output back-pressure (20% each). Writes accel.json / .md. The Verilator builds (about
+    and output back-pressure (20% each); energy per image from the first ENERGY_IMAGES images' activity.
+    Writes accel.json / .md. The Verilator builds (about
     150 MB each) run two at a time; ``keep_builds=False`` deletes their objects afterwards (the
     generated SystemVerilog and memory files stay)."""
     from saformer.quant.export import load_export
@@ -454,14 +456,17 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
             xs.append(x_int)
             ys.append(np.asarray(y))
         x, y = np.concatenate(xs), np.concatenate(ys)
-        gold, all_traces = GoldenModel(ex).forward(x, trace=True)
+        golden = GoldenModel(ex)
+        gold = np.concatenate([golden.forward(x[i:i + 256])[0] for i in range(0, len(x), 256)])
+        # traces (every layer's values) of a bounded sample: the energy count and the layer checks
+        sample = x[:max(ENERGY_IMAGES, layer_images)]
+        traces = golden.forward(sample, trace=True)[1]
         layer_rows = []
         if nodes:
             xs_ = x[:layer_images]
-            _, traces = GoldenModel(ex).forward(xs_, trace=True)
             for node, cut in zip(nodes, cuts):
                 d, h, _ = cut.result()
-                got, want = run_top(d, h, xs_).logits, golden_stream(ex, traces, node)
+                got, want = run_top(d, h, xs_).logits, golden_stream(ex, traces, node)[:len(xs_)]
                 layer_rows.append({"node": node, "images": int(len(xs_)), "spikes": int(want.sum()),
                                    "values": int(want.size), "bit_exact": bool(np.array_equal(got, want)),
                                    "differing": int((got != want).sum())})
@@ -472,8 +477,8 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
         for obj in [*out.glob("build/harness_*"), *out.glob("build_cut/*/harness_*")]:
             shutil.rmtree(obj, ignore_errors=True)
     wrong = np.flatnonzero((r.logits != gold).any(axis=1))
-    energy = accel_energy(design, ex, x, all_traces)
-    del all_traces
+    energy = accel_energy(design, ex, sample, traces)
+    del traces
     cyc = r.cycles_per_image[1:] if len(x) > 1 else r.cycles_per_image  # the first includes the pipeline's fill
     report = {
         "export_dir": str(export_dir), "config": ex.cfg.name, "hardware": hw.to_dict(), "images": int(len(x)),
