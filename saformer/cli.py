@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, ECP5_DEVICES, MEMORY_STYLES, SURROGATES, \
+from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, ECP5_DEVICES, GOLDEN_BACKENDS, MEMORY_STYLES, SURROGATES, \
     XILINX_FAMILIES, HardwareConfig, get_config
 from saformer.data import DATASETS, check_data_source
 from saformer.errors import CheckpointError, ConfigError, SaformerError
@@ -331,7 +331,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     qat = r["qat_test_accuracy"]
     print(f"integer golden model ({r['config']}, {r['weight_bits']}-bit weights) on {r['images']} {r['dataset']} "
           f"test images: accuracy {r['test_accuracy'] * 100:.2f}%"
-          + (f" (QAT model: {qat * 100:.2f}%)" if qat is not None else "")
+          + (f" (QAT model: {qat * 100:.2f}%{' on the whole test set' if args.limit else ''})" if qat is not None else "")
           + f", {r['images_per_s']:.1f} img/s ({r['backend']} on {r['device']})")
     a = r["attention"]
     if a:
@@ -596,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--batch-size", type=POSITIVE, default=64)
     p.add_argument("--limit", type=POSITIVE, help="only the first N test images")
-    p.add_argument("--backend", choices=["numpy", "torch"], default="numpy",
+    p.add_argument("--backend", choices=list(GOLDEN_BACKENDS), default=GOLDEN_BACKENDS[0],
                    help="numpy (the definition) or torch (bit-exact with it, any device; faster)")
     p.add_argument("--device", default="cpu", help="torch device of --backend torch, e.g. cuda (default cpu)")
     p.add_argument("--no-attention-probes", action="store_true",

@@ -14,6 +14,7 @@ from typing import Any
 from saformer.errors import ConfigError
 
 ATTENTIONS = ("sasa", "ssa", "sdsa")
+GOLDEN_BACKENDS = ("numpy", "torch")  # the integer golden model: numpy (the definition) or torch (any device)
 SURROGATES = ("sigmoid", "atan")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from saformer.config import DATASET_DEFAULTS, INPUT_FRAC, ModelConfig, QuantConfig, TrainConfig
+from saformer.config import DATASET_DEFAULTS, GOLDEN_BACKENDS, INPUT_FRAC, ModelConfig, QuantConfig, TrainConfig
 from saformer.data import Dataset, load_dataset
 from saformer.errors import CheckpointError, ConfigError
 from saformer.model.checkpoint import METRICS_FILE, read_run
@@ -23,7 +23,7 @@ from saformer.model.train import check_dataset_fits, evaluate, load_trained_mode
 from saformer.quant.export import build_export, load_export, write_export
 from saformer.quant.fixed_point import quantize_input
 from saformer.quant.fold import calibrate_bn, load_folded
-from saformer.quant.golden import GoldenModel
+from saformer.quant.golden import ATTENTION_PROBES, GoldenModel
 from saformer.quant.qat import QuantSAFormer, check_quantizable, integer_traces, synapse_names
 
 EXPORT_CHECK_FILE, GOLDEN_FILE = "export.json", "golden.json"
@@ -209,9 +209,6 @@ def _write_and_check(model: QuantSAFormer, run: dict[str, Any], manifest: dict[s
     return report
 
 
-GOLDEN_BACKENDS = ("numpy", "torch")
-
-
 def golden_model(ex, backend: str = "numpy", device: str = "cpu", attention: str = "model") -> GoldenModel:
     """The golden model of an export on a backend: numpy (the definition) or torch (any device,
     bit-exact with it: saformer.quant.golden_torch). ``attention``: see GoldenModel."""
@@ -234,7 +231,7 @@ def golden_eval(export_dir: Path, out: Path | None = None, data_dir: str | None 
     to all ones (two more passes), and the firing rates of each SASA core's LIF_a and LIF_o."""
     ex = load_export(export_dir)
     cores = ex.graph.of_op("sasa")
-    variants = ("model", "zero_output", "mask_ones") if probes and cores else ("model",)
+    variants = ATTENTION_PROBES if probes and cores else ATTENTION_PROBES[:1]  # the model itself first
     models = {v: golden_model(ex, backend, device, v) for v in variants}
     dataset = ex.manifest["dataset"]
     correct = dict.fromkeys(variants, 0)

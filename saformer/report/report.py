@@ -216,23 +216,23 @@ def _rate(x: float | None) -> str:
 
 def render(r: dict[str, Any]) -> str:
     out = [f"# SAFormer flow report: {r['config']} on {r['dataset']}, {r['weight_bits']}-bit weights\n"]
-    a = r.get("accel")
-    if a:
-        c = a["cycles_per_image"]
-        verdict = (f"**bit-exact**: the logits of all {a['images']} images equal the golden model's" if a["bit_exact"]
-                   else f"**MISMATCH** on {a['mismatching_count']} of {a['images']} images")
+    acc = r.get("accel")
+    if acc:
+        c = acc["cycles_per_image"]
+        verdict = (f"**bit-exact**: the logits of all {acc['images']} images equal the golden model's" if acc["bit_exact"]
+                   else f"**MISMATCH** on {acc['mismatching_count']} of {acc['images']} images")
         layers = ("; spikes inside the network equal the golden traces after " +
-                  ", ".join(x["node"] for x in a["layers"]) if a["layers_bit_exact"]
+                  ", ".join(x["node"] for x in acc["layers"]) if acc["layers_bit_exact"]
                   else "; spikes inside the network: **MISMATCH** after " +
-                  ", ".join(x["node"] for x in a["layers"] if not x["bit_exact"])) if a["layers"] else ""
+                  ", ".join(x["node"] for x in acc["layers"] if not x["bit_exact"])) if acc["layers"] else ""
         out += [f"## The whole accelerator (`{SOURCES['accel']}`)\n",
-                f"{a['blocks']} blocks generated from the export's graph at {a['hardware']['lanes']} lanes, "
+                f"{acc['blocks']} blocks generated from the export's graph at {acc['hardware']['lanes']} lanes, "
                 f"simulated end to end (Verilator): {verdict}{layers}. RTL accuracy "
-                f"{_pct(a['accuracy_rtl'])} = golden {_pct(a['accuracy_golden'])} on these images. Cycles per image "
+                f"{_pct(acc['accuracy_rtl'])} = golden {_pct(acc['accuracy_golden'])} on these images. Cycles per image "
                 f"(back to back): median {c['median']:,.0f}, min {c['min']:,}, max {c['max']:,}; "
-                f"{a['latency_us_at_clock']:,.1f} us at {a['hardware']['clock_mhz']:g} MHz. "
+                f"{acc['latency_us_at_clock']:,.1f} us at {acc['hardware']['clock_mhz']:g} MHz. "
                 "All test images: `saformer flow --accel-images 0` or `saformer accel`.\n"]
-        e = a.get("energy")
+        e = acc.get("energy")
         if e:
             h = e["hardware"]
             out += [f"Energy per image from the accelerator's own activity (45 nm; adds by width, multiplies, "
