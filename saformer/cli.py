@@ -383,18 +383,35 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     return 0 if r["all_bit_exact"] and r["all_cycles_match"] else 1
 
 
-def check_accel(args: argparse.Namespace) -> None:
+def _engine_lanes(text: str | None, ex) -> tuple[tuple[str, int], ...]:
+    """--engine-lanes LAYER=N[,LAYER=N...] against the export's synaptic layers."""
+    if not text:
+        return ()
+    layers = [n.name for n in ex.graph if n.op in ("synapse", "head")]
+    pairs = []
+    for item in text.split(","):
+        name, _, lanes = item.strip().partition("=")
+        if name not in layers or not lanes.strip().isdigit() or int(lanes) < 1:
+            raise ConfigError(f"--engine-lanes: '{item.strip()}' is not LAYER=N with N >= 1 and LAYER one of {layers}")
+        pairs.append((name, int(lanes)))
+    return tuple(pairs)
+
+
+def check_accel(args: argparse.Namespace) -> HardwareConfig:
     check_out_dir(args.out)
     _check_build_paths(args.out)
-    _check_export_input(args)
+    ex = _check_export_input(args)
+    if args.engine_lanes and args.target_cycles:
+        raise ConfigError("--engine-lanes and --target-cycles both choose the engines' lanes; give one")
+    return HardwareConfig(lanes=args.lanes, engine_lanes=_engine_lanes(args.engine_lanes, ex))
 
 
 def cmd_accel(args: argparse.Namespace) -> int:
     from saformer.rtl_sim.accel import ACCEL_MD, accelerate_export
 
-    check_accel(args)
-    r = accelerate_export(Path(args.export_dir), Path(args.out), HardwareConfig(lanes=args.lanes), args.images,
-                          args.data_dir, layer_images=args.layer_images)
+    hw = check_accel(args)
+    r = accelerate_export(Path(args.export_dir), Path(args.out), hw, args.images,
+                          args.data_dir, layer_images=args.layer_images, target_cycles=args.target_cycles)
     print((Path(args.out) / ACCEL_MD).read_text())
     return 0 if r["bit_exact"] and r["layers_bit_exact"] and (r["stalls"] or {}).get("bit_exact", True) else 1
 
@@ -621,6 +638,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for the build and accel.json / accel.md")
     p.add_argument("--lanes", "-P", type=POSITIVE, default=DEFAULT_LANES,
                    help="lanes of every engine (the largest divisor of its outputs up to this); the SASA cores' P")
+    p.add_argument("--engine-lanes", metavar="LAYER=N[,LAYER=N...]",
+                   help="lanes of named engines (graph node names, e.g. sps.convs.3=32), overriding --lanes; "
+                        "engines whose streams meet (a residual add, SASA's K and Q) need equal lanes")
+    p.add_argument("--target-cycles", type=POSITIVE, metavar="N",
+                   help="choose every engine's lanes, fewest first, so that no stage takes more than N cycles "
+                        "per image on average (the golden spikes of the first test images; saformer.rtl_sim.balance)")
     p.add_argument("--images", type=POSITIVE, help="the first N test images (default: the whole test set)")
     p.add_argument("--layer-images", type=NON_NEGATIVE, default=2,
                    help="images whose spikes inside the network (SPS, every SASA core, the head's LIF) are "

@@ -298,13 +298,32 @@ class HardwareConfig:
     ecp5_package: str = "CABGA381"
     clock_mhz: float = 100.0  # target clock of place and route, and of latency figures
     memory_style: str = "auto"  # one of MEMORY_STYLES, for every memory of a synthesized design
+    # The accelerator's per-layer lanes: (synaptic node, lanes) pairs that override ``lanes`` for
+    # those engines (each must divide the layer's outputs); chosen by saformer.rtl_sim.balance.
+    engine_lanes: tuple[tuple[str, int], ...] = ()
+    # Steps of spikes buffered in front of every engine (a stream_fifo), so that its producer
+    # drains a frame at full speed while the engine is still on the last one; 0: none
+    engine_fifo_steps: int = 1
 
     def __post_init__(self) -> None:
+        # JSON brings lists back: store the pairs as tuples, so the config stays hashable
+        object.__setattr__(self, "engine_lanes", tuple(tuple(p) if isinstance(p, (list, tuple)) else p
+                                                       for p in (self.engine_lanes or ())))
         self.validate()
 
     def validate(self) -> None:
         if not isinstance(self.lanes, int) or isinstance(self.lanes, bool) or self.lanes < 1:
             raise ConfigError(f"hardware config: lanes must be a positive integer, got {self.lanes!r}")
+        if not isinstance(self.engine_fifo_steps, int) or not 0 <= self.engine_fifo_steps <= 8:
+            raise ConfigError(f"hardware config: engine_fifo_steps must be an integer in [0, 8], got {self.engine_fifo_steps!r}")
+        names = []
+        for pair in self.engine_lanes:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
+                    and isinstance(pair[1], int) and not isinstance(pair[1], bool) and pair[1] >= 1):
+                raise ConfigError(f"hardware config: engine_lanes takes pairs of a layer name and a positive lanes count, got {pair!r}")
+            names.append(pair[0])
+        if len(set(names)) != len(names):
+            raise ConfigError(f"hardware config: engine_lanes names a layer twice: {sorted(names)}")
         if self.family not in XILINX_FAMILIES:
             raise ConfigError(f"hardware config: family {self.family!r}; known: {sorted(XILINX_FAMILIES)}")
         if self.ecp5_device not in ECP5_DEVICES:
@@ -313,6 +332,10 @@ class HardwareConfig:
             raise ConfigError(f"hardware config: memory_style {self.memory_style!r}; known: {list(MEMORY_STYLES)}")
         if not (isinstance(self.clock_mhz, (int, float)) and 0 < self.clock_mhz <= 1000):
             raise ConfigError(f"hardware config: clock_mhz must be in (0, 1000], got {self.clock_mhz!r}")
+
+    def lanes_of(self, layer: str) -> int | None:
+        """The lanes engine_lanes gives ``layer``, or None (then: the largest divisor up to ``lanes``)."""
+        return dict(self.engine_lanes).get(layer)
 
     @property
     def ecp5_flag(self) -> str:

@@ -100,6 +100,10 @@ CASES = [
     (["flow", "--out", "{new} with space"], "contains whitespace"),
     (["flow", "--out", "{file}"], "is a file, not a directory"),
     (["report", "{new}"], "run directory"),
+    (["accel", "{export}", "--out", "{new}", "--engine-lanes", "sps.conv9=4"], "--engine-lanes: 'sps.conv9=4' is not LAYER=N"),
+    (["accel", "{export}", "--out", "{new}", "--engine-lanes", "sps.rpe=x"], "--engine-lanes: 'sps.rpe=x' is not LAYER=N"),
+    (["accel", "{export}", "--out", "{new}", "--engine-lanes", "sps.rpe=4", "--target-cycles", "9"],
+     "--engine-lanes and --target-cycles both choose"),
 ]
 
 

@@ -1,5 +1,7 @@
 """The hardware config: one frozen dataclass for what is hardware, not model, validated up front."""
 
+import json
+
 import pytest
 
 from saformer.cli import main
@@ -14,6 +16,9 @@ from saformer.errors import ConfigError
     ("ecp5_device", "LFE5U-12F", "ECP5 device 'LFE5U-12F'"),
     ("clock_mhz", 0, "clock_mhz must be in (0, 1000]"),
     ("memory_style", "bram", "memory_style 'bram'; known: ['auto', 'block', 'distributed', 'registers']"),
+    ("engine_lanes", (("sps.convs.3", 0),), "engine_lanes takes pairs of a layer name and a positive lanes count"),
+    ("engine_lanes", (("a", 2), ("a", 4)), "engine_lanes names a layer twice"),
+    ("engine_fifo_steps", 9, "engine_fifo_steps must be an integer in [0, 8]"),
 ])
 def test_a_bad_setting_is_refused_naming_it(field, value, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):
@@ -21,8 +26,10 @@ def test_a_bad_setting_is_refused_naming_it(field, value, message):
 
 
 def test_round_trip_and_unknown_fields():
-    hw = HardwareConfig(lanes=16, family="xcup", ecp5_device="LFE5U-45F", clock_mhz=150.0)
-    assert HardwareConfig.from_dict(hw.to_dict()) == hw and hw.ecp5_flag == "--45k"
+    hw = HardwareConfig(lanes=16, family="xcup", ecp5_device="LFE5U-45F", clock_mhz=150.0,
+                        engine_lanes=(("sps.rpe", 32), ("logits", 2)))
+    assert HardwareConfig.from_dict(json.loads(json.dumps(hw.to_dict()))) == hw and hw.ecp5_flag == "--45k"
+    assert hw.lanes_of("sps.rpe") == 32 and hw.lanes_of("sps.convs.0") is None
     with pytest.raises(ConfigError, match=r"unknown hardware config field\(s\) \['lane'\]"):
         HardwareConfig.from_dict({"lane": 8})
 

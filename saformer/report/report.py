@@ -16,6 +16,7 @@ from saformer.data import EVENT_DATASETS
 from saformer.errors import SaformerError
 from saformer.rundir import RUN_FILES, write_json
 from saformer.report.energy import energy_table
+from saformer.rtl_sim.accel import lanes_phrase
 from saformer.rtl_sim.core import SasaCoreParams, cycle_model
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -83,7 +84,7 @@ def bit_exactness(m: dict[str, Any]) -> list[dict[str, Any]]:
     acc = m.get("accel")
     rows.append({"comparison": "RTL accelerator vs golden: logits of every image",
                  "verdict": _verdict(acc is not None, acc and acc["bit_exact"], acc and acc["images"]),
-                 "detail": f"{_count(acc['images'], 'image')}, {acc['blocks']} blocks at {acc['hardware']['lanes']} lanes"
+                 "detail": f"{_count(acc['images'], 'image')}, {acc['blocks']} blocks at {lanes_phrase(acc)}"
                  if acc else "", "source": SOURCES["accel"]})
     st = (acc or {}).get("stalls")
     if st:
@@ -226,7 +227,7 @@ def render(r: dict[str, Any]) -> str:
                   else "; spikes inside the network: **MISMATCH** after " +
                   ", ".join(x["node"] for x in acc["layers"] if not x["bit_exact"])) if acc["layers"] else ""
         out += [f"## The whole accelerator (`{SOURCES['accel']}`)\n",
-                f"{acc['blocks']} blocks generated from the export's graph at {acc['hardware']['lanes']} lanes, "
+                f"{acc['blocks']} blocks generated from the export's graph at {lanes_phrase(acc)}, "
                 f"simulated end to end (Verilator): {verdict}{layers}. RTL accuracy "
                 f"{_pct(acc['accuracy_rtl'])} = golden {_pct(acc['accuracy_golden'])} on these images. Cycles per image "
                 f"(back to back): median {c['median']:,.0f}, min {c['min']:,}, max {c['max']:,}; "

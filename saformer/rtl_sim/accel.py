@@ -13,9 +13,11 @@ Every graph node becomes hardware, every edge a valid/ready stream:
     head       event_encoder (a group = a sample's T x N tokens) -> syn_engine with T*N x the bias
                and an accumulator-wide output: the logits, the top's m_* port
 
-A node read by two others is forked (stream_fork). Lanes: an engine emits the largest divisor of its
-output channels that is at most the hardware config's lanes, and everything downstream of it up to
-the next event encoder (pool, LIF, add, the SASA core) runs at those lanes.
+A node read by two others is forked (stream_fork). Every engine reads its spikes through a FIFO of
+``engine_fifo_steps`` steps, which decouples it from its producer's drain. Lanes: an engine emits the
+hardware config's engine_lanes for it, else the largest divisor of its output channels that is at most
+the config's lanes, and everything downstream of it up to the next event encoder (pool, LIF, add,
+the SASA core) runs at those lanes (saformer.rtl_sim.balance chooses engine_lanes).
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ def _literal(v: Any) -> str:
 
 
 class _Builder:
-    def __init__(self, ex, hw: HardwareConfig, mem_dir: Path, mem_prefix: str, static_input: bool) -> None:
-        self.ex, self.hw, self.mem_dir, self.prefix = ex, hw, Path(mem_dir), mem_prefix
+    def __init__(self, ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str, static_input: bool) -> None:
+        self.ex, self.hw, self.mem_dir, self.prefix = ex, hw, mem_dir, mem_prefix
         self.static_input = static_input
         self.q = ex.qcfg
         self.t = ex.cfg.time_steps
@@ -145,6 +147,17 @@ class _Builder:
             s = rest
         self.taps[(name, consumers[-1])] = s
 
+    def lanes(self, layer: str, outputs: int) -> int:
+        """An engine's lanes: the hardware config's engine_lanes for it, else the largest divisor of
+        its outputs up to the config's lanes."""
+        given = self.hw.lanes_of(layer)
+        if given is None:
+            return _largest_divisor(outputs, self.hw.lanes)
+        if outputs % given:
+            raise ConfigError(f"accelerator: engine_lanes gives '{layer}' {given} lanes, which do not divide its "
+                              f"{outputs} outputs; divisors: {[d for d in range(1, outputs + 1) if outputs % d == 0]}")
+        return given
+
     def tap(self, producer: str, consumer: str) -> Stream:
         return self.taps[(producer, consumer)]
 
@@ -161,10 +174,16 @@ class _Builder:
         enc = {"IN": params["IN"], "LANES": src.lanes, "KERNEL": params["KERNEL"], "H": params["H"], "W": params["W"],
                "GROUP": group, "VALUE_BITS": params.get("VALUE_BITS", 0)}
         BLOCKS["event_encoder"].check(enc)
+        if not src.static and self.hw.engine_fifo_steps:  # decouple: the producer drains while this engine works
+            buf = self.stream(f"{name}_fifo", src.width, src.lanes, src.beats_per_step)
+            self.one_to_one("stream_fifo", "stream_fifo", f"{name}_fifo",
+                            {"WIDTH": src.width, "DEPTH": max(2, self.hw.engine_fifo_steps * src.beats_per_step)},
+                            src, buf)
+            src = buf
         ev = self.stream(f"{name}_ev", sum(event_fields(enc)) + 2, 1, 0, src.static)
         self.one_to_one("event_encoder", "event_encoder", f"{name}_enc", enc, src, ev)
-        mem = self.mem_dir / name
-        SYN_ENGINE.write_memories(params, data, mem)
+        if self.mem_dir is not None:
+            SYN_ENGINE.write_memories(params, data, self.mem_dir / name)
         files = {p: f'"{self.prefix}{name}/{f}"' for p, f in SYN_ENGINE.files.items()}
         positions = params["H"] * params["W"] if params["KERNEL"] == 3 else node.shape[0] if node.op == "synapse" else 1
         out = self.stream(f"{name}_out", params["LANES"] * params["MEM_BITS"], params["LANES"],
@@ -175,7 +194,7 @@ class _Builder:
     def _synapse(self, node) -> Stream:
         src = self.tap(node.inputs[0], node.name)
         out_channels = node.shape[0] if len(node.shape) == 3 else node.shape[-1]
-        params, data = engine_from_export(self.ex, node.name, _largest_divisor(out_channels, self.hw.lanes))
+        params, data = engine_from_export(self.ex, node.name, self.lanes(node.name, out_channels))
         return self._engine(node, params, data, src, _ident(node.name))
 
     def _head(self, node) -> Stream:
@@ -188,7 +207,7 @@ class _Builder:
         worst = repeats * int(np.abs(w).sum(axis=1).max() + np.abs(b).max())
         acc = worst.bit_length() + 1
         classes = int(w.shape[0])
-        params = {"IN": d, "OUT": classes, "LANES": _largest_divisor(classes, self.hw.lanes), "KERNEL": 1, "H": 1, "W": 1,
+        params = {"IN": d, "OUT": classes, "LANES": self.lanes(node.name, classes), "KERNEL": 1, "H": 1, "W": 1,
                   "W_BITS": self.q.weight_bits, "ACC_BITS": acc, "MEM_BITS": acc, "OUT_SHIFT": 0}
         SYN_ENGINE.check(params)
         return self._engine(node, params, {"weight": w, "bias": b * repeats}, src, "head", group=repeats)
@@ -223,7 +242,8 @@ class _Builder:
     def _join(self, name: str, a: Stream, b: Stream) -> Stream:
         if a.lanes != b.lanes or a.beats_per_step != b.beats_per_step or a.static or b.static:
             raise ConfigError(f"accelerator: '{name}' joins streams of {a.lanes} and {b.lanes} lanes "
-                              f"({a.beats_per_step} and {b.beats_per_step} beats a step); they must match")
+                              f"({a.beats_per_step} and {b.beats_per_step} beats a step); they must match: give "
+                              "the engines feeding it the same lanes (saformer.rtl_sim.balance.lane_groups)")
         j = self.stream(f"{name}_in", a.width + b.width, a.lanes, a.beats_per_step)
         self.instance("fork_join", "stream_join", f"{name}_join", {"W0": a.width, "W1": b.width}, {
             "s0_valid": f"{a.wire}_valid", "s0_ready": f"{a.wire}_ready", "s0_data": f"{a.wire}_data",
@@ -253,7 +273,7 @@ class _Builder:
         params, dwc = params_from_export(self.ex, node.name, q.lanes)
         j = self._join(name, q, k)  # {K, Q}: Q in the low bits
         files = {"DWC_FILE": '""', "DWC_BIAS_FILE": '""'}
-        if dwc is not None:
+        if dwc is not None and self.mem_dir is not None:
             (self.mem_dir / name).mkdir(parents=True, exist_ok=True)
             write_dwc_file(self.mem_dir / name / "dwc.hex", params, *dwc)
             files = {"DWC_FILE": f'"{self.prefix}{name}/dwc.hex"', "DWC_BIAS_FILE": f'"{self.prefix}{name}/dwc_bias.hex"'}
@@ -263,19 +283,26 @@ class _Builder:
         return out
 
 
-def generate_top(ex, hw: HardwareConfig, mem_dir: Path, mem_prefix: str | None = None,
+def generate_top(ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str | None = None,
                  static_input: bool = True, output: str | None = None) -> TopDesign:
     """The top's SystemVerilog for the export ``ex`` at the hardware config's lanes; the memories of
     every engine and SASA core are written under ``mem_dir`` and named in the SystemVerilog as
     ``mem_prefix`` + their relative path (default: ``mem_dir``'s absolute path, for simulation).
     ``output``: a LIF or SASA node whose spikes leave the top instead of the logits (the network cut
-    after it), for comparing a layer's spikes with the golden traces."""
-    mem_dir = Path(mem_dir).resolve()
-    prefix = f"{mem_dir}/" if mem_prefix is None else mem_prefix
+    after it), for comparing a layer's spikes with the golden traces. ``mem_dir=None``: write no
+    memories (the design's shape only, its blocks and parameters: for the stage loads and the lanes
+    balancer, saformer.rtl_sim.balance)."""
+    mem_dir = None if mem_dir is None else Path(mem_dir).resolve()
+    prefix = mem_prefix if mem_prefix is not None else "" if mem_dir is None else f"{mem_dir}/"
     output = output or ex.graph.output.name
     if output in ex.graph.by_name and ex.graph[output].op not in ("lif", "sasa", "head"):
         raise ConfigError(f"accelerator: the top can end at a LIF, SASA or head node, not at "
                           f"'{output}' ({ex.graph[output].op})")
+    engines = [n.name for n in ex.graph if n.op in ("synapse", "head")]
+    unknown = sorted(set(dict(hw.engine_lanes)) - set(engines))
+    if unknown:
+        raise ConfigError(f"accelerator: engine_lanes names {unknown}, not synaptic layers of '{ex.cfg.name}'; "
+                          f"its layers: {engines}")
     b = _Builder(ex, hw, mem_dir, prefix, static_input)
     b.build(output)
     out = b.streams[output]
@@ -292,7 +319,8 @@ def generate_top(ex, hw: HardwareConfig, mem_dir: Path, mem_prefix: str | None =
                  if logits else
                  f"// Output stream: the spikes of '{output}' (the network cut after it), {out.lanes} a beat, every step.\n")
               + 
-              f"// Cycle model: see docs/accelerator.md (the pipeline runs at its slowest stage).\n")
+              f"// Cycle model: back to back, about its slowest stage's stall-free cycles per image (each\n"
+              f"//   block's own model over the spikes: saformer.rtl_sim.balance.stage_loads; docs/accelerator.md).\n")
     sv = "\n".join([header + "`default_nettype none\n",
                     f"module {TOP} (",
                     "    input  wire logic clk,",
@@ -430,37 +458,45 @@ def checkpoint_layers(ex) -> list[str]:
 def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = None, images: int | None = None,
                       data_dir: str | None = None, layer_images: int = 2,
                       layers: list[str] | None = None, keep_builds: bool = True,
-                      stall_images: int = 2) -> dict[str, Any]:
+                      stall_images: int = 2, target_cycles: int | None = None) -> dict[str, Any]:
     """``saformer accel``: the whole accelerator of an export, on ``images`` test images (default: the
     whole test set), logits compared with the golden model's image by image; and for the first
     ``layer_images`` images, the spikes of ``layers`` (default: checkpoint_layers) from tops cut after
     them, compared with the golden traces; the first ``stall_images`` again with random input idles
-    and output back-pressure (20% each); energy per image from the first ENERGY_IMAGES images' activity.
+    and output back-pressure (20% each); energy per image and the stage loads from the first
+    ENERGY_IMAGES images' activity. ``target_cycles``: lanes per engine chosen by
+    saformer.rtl_sim.balance (every stage's mean load at most this) instead of ``hw``'s.
     Writes accel.json / .md. The Verilator builds (about
     150 MB each) run two at a time; ``keep_builds=False`` deletes their objects afterwards (the
     generated SystemVerilog and memory files stay)."""
     from saformer.quant.export import load_export
     from saformer.quant.golden import GoldenModel
     from saformer.quant.stages import integer_batches
+    from saformer.rtl_sim.balance import balance_lanes, stage_loads
     from saformer.rundir import write_json
 
     hw = hw or HardwareConfig()
     ex = load_export(export_dir)
     out = Path(out)
     nodes = (layers or checkpoint_layers(ex)) if layer_images else []
+    xs, ys = [], []
+    for _, x_int, y in integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, data_dir, 256, images):
+        xs.append(x_int)
+        ys.append(np.asarray(y))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    golden = GoldenModel(ex)
+    # traces (every layer's values) of a bounded sample: the energy count, the stage loads, the
+    # lanes balance and the layer checks
+    sample = x[:max(ENERGY_IMAGES, layer_images)]
+    traces = golden.forward(sample, trace=True)[1]
+    balance = None
+    if target_cycles is not None:
+        balance = balance_lanes(ex, sample, traces, target_cycles, hw=hw)
+        hw = balance.hardware(hw)
     with ThreadPoolExecutor(max_workers=2) as pool:  # verilating is single-threaded: overlap two builds
         full = pool.submit(build_top, ex, hw, out / "build")
         cuts = [pool.submit(build_top, ex, hw, out / "build_cut" / _ident(n), output=n) for n in nodes]
-        xs, ys = [], []
-        for _, x_int, y in integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, data_dir, 256, images):
-            xs.append(x_int)
-            ys.append(np.asarray(y))
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        golden = GoldenModel(ex)
         gold = np.concatenate([golden.forward(x[i:i + 256])[0] for i in range(0, len(x), 256)])
-        # traces (every layer's values) of a bounded sample: the energy count and the layer checks
-        sample = x[:max(ENERGY_IMAGES, layer_images)]
-        traces = golden.forward(sample, trace=True)[1]
         layer_rows = []
         if nodes:
             xs_ = x[:layer_images]
@@ -478,8 +514,11 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
             shutil.rmtree(obj, ignore_errors=True)
     wrong = np.flatnonzero((r.logits != gold).any(axis=1))
     energy = accel_energy(design, ex, sample, traces)
+    loads = {k: float(v.mean()) for k, v in stage_loads(design, ex, sample, traces).items()}
     del traces
     cyc = r.cycles_per_image[1:] if len(x) > 1 else r.cycles_per_image  # the first includes the pipeline's fill
+    slowest = sorted(loads, key=loads.get, reverse=True)
+    engine_lanes = {b["node"]: b["params"]["LANES"] for b in design.blocks if b["block"] == "syn_engine"}
     report = {
         "export_dir": str(export_dir), "config": ex.cfg.name, "hardware": hw.to_dict(), "images": int(len(x)),
         "blocks": len(design.blocks), "instances": [b["instance"] for b in design.blocks],
@@ -496,6 +535,13 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
             "images": int(min(stall_images, len(x))), "p_idle": 0.2, "p_backpressure": 0.2,
             "bit_exact": bool(np.array_equal(stalled.logits, gold[:stall_images])), "cycles": stalled.total},
         "layers_bit_exact": all(row["bit_exact"] for row in layer_rows),
+        "engine_lanes": engine_lanes, "total_engine_lanes": int(sum(engine_lanes.values())),
+        "balance": None if balance is None else {"target_cycles": balance.target, "met": balance.met,
+                                                 "groups": balance.groups},
+        "stage_loads": {"images": int(len(sample)), "slowest": [{"instance": k, "mean_cycles": loads[k]}
+                                                                 for k in slowest[:8]],
+                        # the pipeline's mean cycles per image over its slowest stage's (1 = no loss)
+                        "pipeline_over_slowest": float(cyc.mean()) / loads[slowest[0]] if len(x) > 1 else None},
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / ACCEL_FILE, report)
@@ -528,7 +574,7 @@ def accel_markdown(r: dict[str, Any]) -> str:
                else f"**MISMATCH** on {r['mismatching_count']} of {r['images']} images (first: {r['mismatching_images']})")
     return "\n".join([
         f"# The whole accelerator: {r['config']}", "",
-        f"{r['blocks']} block instances generated from the export's graph at {r['hardware']['lanes']} lanes "
+        f"{r['blocks']} block instances generated from the export's graph at {lanes_phrase(r)} "
         f"(docs/accelerator.md), simulated end to end by the compiled Verilator harness.", "",
         f"- {verdict}.",
         f"- Accuracy: RTL {100 * r['accuracy_rtl']:.2f}% = golden model {100 * r['accuracy_golden']:.2f}% "
@@ -536,6 +582,7 @@ def accel_markdown(r: dict[str, Any]) -> str:
         f"- Cycles per image, images streamed back to back: median {c['median']:,.0f} (min {c['min']:,}, "
         f"max {c['max']:,}); the first image {r['first_image_cycles']:,} (pipeline fill). "
         f"At {r['hardware']['clock_mhz']:g} MHz: {r['latency_us_at_clock']:,.1f} us per image.",
+        *_lanes_markdown(r),
         f"- Simulation: {r['simulated_cycles']:,} cycles in {r['simulation_seconds']:.1f} s "
         f"({r['simulated_cycles_per_second'] / 1e6:.2f} M cycles/s); build {r['build_seconds']:.0f} s.", "",
         *energy_markdown(r["energy"]),
@@ -547,6 +594,31 @@ def accel_markdown(r: dict[str, Any]) -> str:
            *(f"| {x['node']} | {x['images']} | {x['spikes']:,} | {x['values']:,} | "
              f"{'yes' if x['bit_exact'] else 'NO: ' + str(x['differing']) + ' differ'} |" for x in r["layers"]), ""]
           if r["layers"] else [])])
+
+
+def lanes_phrase(r: dict[str, Any]) -> str:
+    """'8 lanes', or the engines' range when they differ (per-engine lanes, a balanced design)."""
+    lanes = sorted(set(r.get("engine_lanes", {}).values()))
+    if r["hardware"].get("engine_lanes") or r.get("balance"):
+        return f"per-engine lanes ({lanes[0]} to {lanes[-1]}, {r['total_engine_lanes']} in all)"
+    return f"{r['hardware']['lanes']} lanes"
+
+
+def _lanes_markdown(r: dict[str, Any]) -> list[str]:
+    """The lanes per engine and how close the pipeline runs to its slowest stage."""
+    if "stage_loads" not in r:
+        return []
+    sl, b = r["stage_loads"], r.get("balance")
+    chosen = (f"chosen by the balancer for a target of {b['target_cycles']:,} cycles per image per stage "
+              + ("(met)" if b["met"] else "(**not met**: the slowest stage has no more lanes to take)")
+              if b else f"the largest divisor of each engine's outputs up to {r['hardware']['lanes']}")
+    top = sl["slowest"][0]
+    ratio = sl["pipeline_over_slowest"]
+    return [f"- Lanes per engine ({r['total_engine_lanes']} in all), {chosen}: "
+            + ", ".join(f"{k} {v}" for k, v in r["engine_lanes"].items()) + ".",
+            f"- Slowest stage (its stall-free cycle model, mean over {sl['images']} images): {top['instance']}, "
+            f"{top['mean_cycles']:,.0f} cycles per image"
+            + (f"; the whole pipeline takes {ratio:.2f}x that." if ratio else ".")]
 
 
 def energy_markdown(e: dict[str, Any]) -> list[str]:

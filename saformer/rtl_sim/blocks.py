@@ -240,11 +240,15 @@ def _events(p: dict[str, int], groups: np.ndarray) -> list[int]:
     return beats
 
 
-def _engine_cycles(p: dict[str, int], x: np.ndarray) -> int:
-    """Stall-free: 1 + e*TAPS*CH + POS*CH per group of e spikes, plus 2 (syn_engine.sv's header)."""
+def engine_group_cycles(p: dict[str, int], events) -> np.ndarray:
+    """Stall-free cycles of engine groups of ``events`` input events each: 1 + e*TAPS*CH + POS*CH
+    (syn_engine.sv's header; a whole top adds 2 per engine for its pipeline, once)."""
     chunks = p["OUT"] // p["LANES"]
-    spikes = (_engine_groups(p, x) != 0).sum(axis=(1, 2))
-    return int((1 + spikes * p["KERNEL"] ** 2 * chunks + _positions(p) * chunks).sum()) + 2
+    return 1 + np.asarray(events, dtype=np.int64) * p["KERNEL"] ** 2 * chunks + _positions(p) * chunks
+
+
+def _engine_cycles(p: dict[str, int], x: np.ndarray) -> int:
+    return int(engine_group_cycles(p, (_engine_groups(p, x) != 0).sum(axis=(1, 2))).sum()) + 2
 
 
 def _engine_write_memories(p: dict[str, int], data: dict[str, np.ndarray], directory: Path) -> None:

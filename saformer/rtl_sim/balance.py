@@ -1,0 +1,180 @@
+"""Per-layer lanes for the accelerator's pipeline: every stage's cycles per image from the spikes it
+sees, and lanes chosen engine by engine so that no stage is slower than a target.
+
+The top is a pipeline (docs/accelerator.md), so it runs at about its slowest stage, and an
+event-driven stage's cycles follow its input spikes: at CIFAR geometry the last SPS conv does 16x
+the work of most engines. One lanes setting for every engine gives the light stages adders they
+never use and the heavy ones too few; ``balance_lanes`` spends lanes where the cycles are.
+
+Stage loads (``stage_loads``) are each block's own stall-free cycle model, per image: a syn_engine
+``1 + e*TAPS*CH + POS*CH`` per group of e events (``blocks.engine_group_cycles``), an event encoder
+``max(e, 1)`` per beat (``blocks.EVENT_ENCODER.cycles``), a dense block (LIF, pool, residual add,
+SASA core) one beat a cycle. A stage's load is a lower bound on the pipeline's cycles per image;
+how far the whole top is from its slowest stage (the engines' drains, which stall their
+producers) is what ``saformer accel`` reports beside it as the pipeline's efficiency.
+
+Lanes that must be equal: an engine's output keeps its lanes through pools, LIFs, residual adds and
+the SASA core up to the next event encoder (events carry no lanes), and two streams that meet (a
+residual add, SASA's {K, Q}) must have the same lanes. The engines feeding one such web form a
+group with one lanes setting (``lane_groups``): in SAFormer, the last SPS conv, the RPE and every
+block's proj and fc2 share the residual stream's lanes; each block's Q and K share theirs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from saformer.config import HardwareConfig, divisors
+from saformer.errors import ConfigError
+from saformer.rtl_sim.blocks import BLOCKS, engine_group_cycles, spike_trace
+
+ENGINE_OPS = ("synapse", "head")
+
+
+def lane_roots(graph) -> dict[str, str]:
+    """Per graph node, the group (named by its first engine in dataflow order) whose lanes its
+    stream carries: engines start a stream, every other op carries (and merges) its inputs'."""
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    root: dict[str, str] = {}
+    for n in graph:
+        if n.op in ENGINE_OPS or n.op == "input":
+            parent[n.name] = n.name
+            root[n.name] = n.name
+            continue
+        rs = [find(root[i]) for i in n.inputs]
+        for r in rs[1:]:
+            a, b = sorted((find(rs[0]), find(r)), key=[m.name for m in graph].index)
+            parent[b] = a  # the earlier engine names the group
+        root[n.name] = rs[0]
+    return {name: find(r) for name, r in root.items()}
+
+
+def lane_groups(graph) -> dict[str, list[str]]:
+    """Engines whose lanes must be equal, as {group name: [engines]} (the group's first engine names it)."""
+    roots = lane_roots(graph)
+    groups: dict[str, list[str]] = {}
+    for n in graph:
+        if n.op in ENGINE_OPS:
+            groups.setdefault(roots[n.name], []).append(n.name)
+    return groups
+
+
+def _engine_input(ex, traces: dict[str, np.ndarray], x_int: np.ndarray, node) -> np.ndarray:
+    """What an engine reads, per image: (images, frames or steps, positions, channels)."""
+    src = ex.graph[node.inputs[0]]
+    if src.op == "input":  # a static image: one frame of values, positions row-major
+        return x_int.reshape(*x_int.shape[:2], -1).transpose(0, 2, 1)[:, None]
+    return spike_trace(ex.graph, traces, node.name)
+
+
+def stage_loads(design, ex, x_int: np.ndarray, traces: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per block instance of a generated top, its stall-free cycles for each of the images
+    ``x_int`` (whose golden ``traces`` are given): {instance: (images,) int64}. Forks, joins and
+    FIFOs pass a beat a cycle and are left out (their load is their producer's)."""
+    graph, t = ex.graph, ex.cfg.time_steps
+    images = len(x_int)
+    inputs = {}
+    loads: dict[str, np.ndarray] = {}
+    for b in design.blocks:
+        p, kind = b["params"], b["block"]
+        node = graph[b["node"]]
+        if kind in ("syn_engine", "event_encoder"):
+            if node.name not in inputs:
+                inputs[node.name] = _engine_input(ex, traces, x_int, node)
+            x = inputs[node.name]
+        if kind == "syn_engine":
+            if node.op == "head":  # one group per sample: every spike of its T x N tokens
+                events = (x != 0).sum(axis=(1, 2, 3))
+                loads[b["instance"]] = engine_group_cycles(p, events)
+            else:
+                per_group = (x != 0).sum(axis=(2, 3)) if p["KERNEL"] == 3 else (x != 0).sum(axis=3)
+                loads[b["instance"]] = engine_group_cycles(p, per_group).reshape(images, -1).sum(axis=1)
+        elif kind == "event_encoder":
+            block = BLOCKS["event_encoder"]
+            loads[b["instance"]] = np.array([block.cycles(p, x[i]) - 2 for i in range(images)], dtype=np.int64)
+        elif kind == "lif_unit":
+            loads[b["instance"]] = np.full(images, t * p["NEURONS"] // p["LANES"], dtype=np.int64)
+        elif kind == "frame_repeat":
+            loads[b["instance"]] = np.full(images, p["TIMES"] * p["BEATS"], dtype=np.int64)
+        elif kind == "maxpool":
+            loads[b["instance"]] = np.full(images, t * p["C"] * p["H"] * p["W"] // p["LANES"], dtype=np.int64)
+        elif kind == "sat_add":
+            loads[b["instance"]] = np.full(images, t * int(np.prod(node.shape)) // p["LANES"], dtype=np.int64)
+        elif kind == "sasa_core":
+            loads[b["instance"]] = np.full(images, t * p["N"] * p["D"] // p["P"], dtype=np.int64)
+    return loads
+
+
+@dataclass
+class Balance:
+    """What balance_lanes chose: lanes per engine, and the stage loads (mean cycles per image over
+    the sample) of the design at those lanes."""
+    engine_lanes: dict[str, int]
+    groups: dict[str, list[str]]
+    loads: dict[str, float]  # instance -> mean cycles per image
+    slowest: str
+    target: int
+    met: bool
+
+    @property
+    def slowest_cycles(self) -> float:
+        return self.loads[self.slowest]
+
+    def hardware(self, hw: HardwareConfig) -> HardwareConfig:
+        return hw.replace(engine_lanes=tuple(sorted(self.engine_lanes.items())))
+
+
+def _group_of(ex, roots: dict[str, str], block: dict) -> str | None:
+    """The group whose lanes set a block's load: an engine's own, an encoder's producer's, a dense
+    block's stream's."""
+    node = ex.graph[block["node"]]
+    if block["block"] == "event_encoder":
+        node = ex.graph[node.inputs[0]]
+    r = roots[node.name]
+    return None if ex.graph[r].op == "input" else r
+
+
+def balance_lanes(ex, x_int: np.ndarray, traces: dict[str, np.ndarray], target: int,
+                  max_lanes: int = 512, hw: HardwareConfig | None = None) -> Balance:
+    """Lanes per engine group, fewest first, raised one divisor at a time on the group that holds
+    the slowest stage until every stage's mean cycles per image (over the sample ``x_int``, with its
+    golden ``traces``) is at most ``target``, or the slowest stage's group has no more lanes to
+    take (then ``met`` is False and that stage bounds the pipeline)."""
+    from saformer.rtl_sim.accel import generate_top
+
+    if not isinstance(target, int) or target < 1:
+        raise ConfigError(f"balance: the target must be a positive number of cycles per image, got {target!r}")
+    hw = hw or HardwareConfig()
+    graph = ex.graph
+    groups = lane_groups(graph)
+    roots = lane_roots(graph)
+    outputs = {n.name: (n.shape[0] if n.op == "synapse" and len(n.shape) == 3 else n.shape[-1]) for n in graph
+               if n.op in ENGINE_OPS}
+    choices = {}
+    for g, members in groups.items():
+        common = np.gcd.reduce([outputs[m] for m in members])
+        choices[g] = [d for d in divisors(int(common)) if d <= max_lanes] or [1]
+    pick = dict.fromkeys(groups, 0)
+    while True:
+        lanes = {m: choices[g][pick[g]] for g, members in groups.items() for m in members}
+        design = generate_top(ex, hw.replace(engine_lanes=tuple(sorted(lanes.items()))), None)
+        raw = stage_loads(design, ex, x_int, traces)
+        loads = {k: float(v.mean()) for k, v in raw.items()}
+        order = sorted(loads, key=loads.get, reverse=True)
+        slowest = order[0]
+        if loads[slowest] <= target:
+            return Balance(lanes, groups, loads, slowest, target, True)
+        blocks = {b["instance"]: b for b in design.blocks}
+        g = _group_of(ex, roots, blocks[slowest])
+        if g is None or pick[g] + 1 >= len(choices[g]):
+            return Balance(lanes, groups, loads, slowest, target, False)
+        pick[g] += 1

@@ -1,0 +1,89 @@
+"""Per-layer lanes (saformer.rtl_sim.balance): which engines must share lanes, the stage loads as
+the blocks' own cycle models, a balancer that meets its target, and a balanced top that is
+bit-exact and runs at its slowest stage (the engines' input FIFOs decouple the pipeline)."""
+
+import numpy as np
+import pytest
+
+from saformer.config import HardwareConfig
+from saformer.errors import ConfigError
+from saformer.quant.export import load_export
+from saformer.quant.golden import GoldenModel
+from saformer.quant.stages import integer_batches
+from saformer.rtl_sim.accel import build_top, generate_top, run_top
+from saformer.rtl_sim.balance import _engine_input, balance_lanes, lane_groups, stage_loads
+from saformer.rtl_sim.blocks import BLOCKS
+
+
+@pytest.fixture(scope="module")
+def digits(qat_runs):
+    ex = load_export(qat_runs[8][1])
+    _, x, _ = next(integer_batches(ex.manifest["dataset"], ex.cfg, ex.qcfg, None, 8, 8))
+    logits, traces = GoldenModel(ex).forward(x, trace=True)
+    return ex, x, logits, traces
+
+
+def test_engines_whose_streams_meet_share_lanes(digits):
+    ex = digits[0]
+    groups = lane_groups(ex.graph)
+    residual = {"sps.convs.3", "sps.rpe", *(f"blocks.{i}.{m}" for i in range(2) for m in ("attn.proj", "mlp.fc2"))}
+    assert set(groups["sps.convs.3"]) == residual
+    assert groups["blocks.0.attn.q"] == ["blocks.0.attn.q", "blocks.0.attn.k"]
+    assert groups["blocks.1.mlp.fc1"] == ["blocks.1.mlp.fc1"] and groups["logits"] == ["logits"]
+    assert sorted(m for g in groups.values() for m in g) == sorted(
+        n.name for n in ex.graph if n.op in ("synapse", "head"))
+
+
+def test_stage_loads_are_the_blocks_cycle_models(digits):
+    ex, x, _, traces = digits
+    design = generate_top(ex, HardwareConfig(lanes=4), None)
+    loads = stage_loads(design, ex, x, traces)
+    checked = 0
+    for b in design.blocks:
+        node = ex.graph[b["node"]]
+        if b["block"] != "syn_engine" or node.op == "head":
+            continue
+        # the library's model over all images at once: their total, plus the header's 2
+        want = BLOCKS["syn_engine"].cycles(b["params"], _engine_input(ex, traces, x, node))
+        assert loads[b["instance"]].sum() + 2 == want, b["instance"]
+        checked += 1
+    assert checked == 15
+    assert all(v.shape == (len(x),) and (v > 0).all() for v in loads.values())
+
+
+def test_the_balancer_meets_its_target_with_the_fewest_lanes_first(digits):
+    ex, x, _, traces = digits
+    loose, tight = balance_lanes(ex, x, traces, 60_000), balance_lanes(ex, x, traces, 20_000)
+    for b in (loose, tight):
+        assert b.met and max(b.loads.values()) <= b.target and b.slowest_cycles == max(b.loads.values())
+        for members in b.groups.values():
+            assert len({b.engine_lanes[m] for m in members}) == 1
+    assert all(tight.engine_lanes[k] >= v for k, v in loose.engine_lanes.items())
+    assert sum(tight.engine_lanes.values()) > sum(loose.engine_lanes.values())
+    unreachable = balance_lanes(ex, x, traces, 1, max_lanes=4)
+    assert not unreachable.met and unreachable.slowest_cycles > 1
+    with pytest.raises(ConfigError, match="positive number of cycles"):
+        balance_lanes(ex, x, traces, 0)
+
+
+def test_engine_lanes_that_do_not_divide_or_name_no_layer_are_refused(digits, tmp_path):
+    ex = digits[0]
+    with pytest.raises(ConfigError, match=r"gives 'sps.rpe' 5 lanes, which do not divide its 64 outputs"):
+        generate_top(ex, HardwareConfig(engine_lanes=(("sps.rpe", 5),)), None)
+    with pytest.raises(ConfigError, match=r"names \['nope'\], not synaptic layers"):
+        generate_top(ex, HardwareConfig(engine_lanes=(("nope", 2),)), None)
+    with pytest.raises(ConfigError, match="joins streams of 8 and 16 lanes"):  # proj apart from the residual stream
+        generate_top(ex, HardwareConfig(engine_lanes=(("blocks.0.attn.proj", 16),)), None)
+
+
+def test_a_balanced_top_is_bit_exact_and_runs_at_its_slowest_stage(digits, tmp_path):
+    ex, x, gold, traces = digits
+    b = balance_lanes(ex, x, traces, 30_000)
+    design, harness, _ = build_top(ex, b.hardware(HardwareConfig()), tmp_path)
+    assert {d["node"]: d["params"]["LANES"] for d in design.blocks if d["block"] == "syn_engine"} == b.engine_lanes
+    r = run_top(design, harness, x)
+    assert np.array_equal(r.logits, gold)
+    # back to back, the pipeline's cycles per image (the first holds the fill) are its slowest
+    # stage's model within 10%: the stage loads predict the throughput
+    per_image = r.cycles_per_image[1:].mean()
+    assert b.slowest_cycles <= per_image * 1.02 and per_image <= 1.10 * b.slowest_cycles, (per_image, b.slowest_cycles)
