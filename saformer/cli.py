@@ -393,6 +393,10 @@ def _engine_lanes(text: str | None, ex) -> tuple[tuple[str, int], ...]:
         name, _, lanes = item.strip().partition("=")
         if name not in layers or not lanes.strip().isdigit() or int(lanes) < 1:
             raise ConfigError(f"--engine-lanes: '{item.strip()}' is not LAYER=N with N >= 1 and LAYER one of {layers}")
+        node = ex.graph[name]
+        outputs = node.shape[0] if node.op == "synapse" and len(node.shape) == 3 else node.shape[-1]
+        if outputs % int(lanes):
+            raise ConfigError(f"--engine-lanes: {name}={lanes}: the lanes must divide its {outputs} outputs")
         pairs.append((name, int(lanes)))
     return tuple(pairs)
 

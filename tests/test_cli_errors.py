@@ -102,6 +102,7 @@ CASES = [
     (["report", "{new}"], "run directory"),
     (["accel", "{export}", "--out", "{new}", "--engine-lanes", "sps.conv9=4"], "--engine-lanes: 'sps.conv9=4' is not LAYER=N"),
     (["accel", "{export}", "--out", "{new}", "--engine-lanes", "sps.rpe=x"], "--engine-lanes: 'sps.rpe=x' is not LAYER=N"),
+    (["accel", "{export}", "--out", "{new}", "--engine-lanes", "sps.rpe=5"], "sps.rpe=5: the lanes must divide its 64 outputs"),
     (["accel", "{export}", "--out", "{new}", "--engine-lanes", "sps.rpe=4", "--target-cycles", "9"],
      "--engine-lanes and --target-cycles both choose"),
 ]
