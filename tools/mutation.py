@@ -165,7 +165,7 @@ MUTANTS = [
     Mutant("engine-first-conv-unsigned", HDL + "syn_engine.sv", "ACC_BITS'(w) * ACC_BITS'($signed(b_value))",
            "ACC_BITS'(w) * ACC_BITS'(b_value)", "first conv reads its input values as unsigned",
            ("tests/rtl_sim/test_syn_engine.py::test_first_conv_multiplies_and_equals_the_contract",)),
-    Mutant("engine-cycles-off-by-one", BLOCKS, "_positions(p) * chunks).sum()) + 2", "_positions(p) * chunks).sum()) + 1",
+    Mutant("engine-cycles-off-by-one", BLOCKS, "!= 0).sum(axis=(1, 2))).sum()) + 2", "!= 0).sum(axis=(1, 2))).sum()) + 1",
            "synaptic engine's cycle model one cycle short", ENGINE_TESTS),
     Mutant("pool-pad-is-a-value", HDL + "maxpool.sv", "col == '0 ? x : smax(col_carry[chunk][l*WIDTH +: WIDTH], x);",
            "smax(col_carry[chunk][l*WIDTH +: WIDTH], x);", "max-pool's left pad takes the previous row's last column",
