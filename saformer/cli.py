@@ -17,6 +17,7 @@ from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, ECP5_DEVICES,
     XILINX_FAMILIES, HardwareConfig, get_config
 from saformer.data import DATASETS, check_data_source
 from saformer.errors import CheckpointError, ConfigError, SaformerError
+from saformer.graph import SYNAPTIC_OPS
 from saformer.flow import HARDWARE_STAGES, FlowOptions
 from saformer.rundir import check_out_dir, refuse_whitespace
 
@@ -387,14 +388,13 @@ def _engine_lanes(text: str | None, ex) -> tuple[tuple[str, int], ...]:
     """--engine-lanes LAYER=N[,LAYER=N...] against the export's synaptic layers."""
     if not text:
         return ()
-    layers = [n.name for n in ex.graph if n.op in ("synapse", "head")]
+    layers = [n.name for n in ex.graph if n.op in SYNAPTIC_OPS]
     pairs = []
     for item in text.split(","):
         name, _, lanes = item.strip().partition("=")
         if name not in layers or not lanes.strip().isdigit() or int(lanes) < 1:
             raise ConfigError(f"--engine-lanes: '{item.strip()}' is not LAYER=N with N >= 1 and LAYER one of {layers}")
-        node = ex.graph[name]
-        outputs = node.shape[0] if node.op == "synapse" and len(node.shape) == 3 else node.shape[-1]
+        outputs = ex.graph[name].channels
         if outputs % int(lanes):
             raise ConfigError(f"--engine-lanes: {name}={lanes}: the lanes must divide its {outputs} outputs")
         pairs.append((name, int(lanes)))

@@ -34,6 +34,7 @@ from saformer.errors import SaformerError
 
 OPS = ("input", "synapse", "maxpool", "lif", "add", "tokens", "sasa", "head")
 FORMATS = ("input", "membrane", "spikes", "logits")
+SYNAPTIC_OPS = ("synapse", "head")  # the ops with weights: one engine each in the accelerator
 RTL_OPS = ("sasa",)  # computed by the hand-written core; every other op is a synaptic-stage op
 IMAGE = "image"
 
@@ -54,6 +55,11 @@ class Node:
     neuron: str | None = None  # lif: the neuron (threshold in the manifest's neurons)
     trace: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)  # sasa: lif_a, lif_o, n_agg, grid
+
+    @property
+    def channels(self) -> int:
+        """Channels of the value: C of a map (C, H, W), D of tokens (N, D), the head's classes."""
+        return self.shape[0] if len(self.shape) == 3 else self.shape[-1]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -197,7 +203,7 @@ def _check_node(n: Node, ins: list[Node], where: str, layers: dict[str, Any] | N
             raise GraphError(f"{where} ({n.op}): {what}")
 
     need(len(ins) == _ARITY[n.op], f"takes {_ARITY[n.op]} input(s), has {len(ins)}")
-    if n.op in ("synapse", "head", "lif"):
+    if n.op in (*SYNAPTIC_OPS, "lif"):
         need(n.layer is not None if n.op != "lif" else n.neuron is not None,
              "names no layer" if n.op != "lif" else "names no neuron")
     if n.op == "input":

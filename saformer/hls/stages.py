@@ -32,7 +32,7 @@ import torch
 from torch import fx, nn
 
 from saformer.errors import SaformerError
-from saformer.graph import RTL_OPS, Graph, GraphError, Node
+from saformer.graph import RTL_OPS, SYNAPTIC_OPS, Graph, GraphError, Node
 from saformer.hls.extension import lif_module, spike_count_module
 from saformer.quant.export import IntegerExport
 
@@ -124,7 +124,7 @@ class _Builder:
             raise HlsError(f"membrane format of {self.mem_bits} bits: hls4ml's C simulation checks values "
                            f"up to {MAX_EXACT_BITS - 1} bits")
         for node in self.graph:
-            if node.op not in ("synapse", "head"):
+            if node.op not in SYNAPTIC_OPS:
                 continue  # a SASA node's DWC is inside the RTL core
             name, spec = node.layer, self.ex.layer(node.layer)
             if spec["kind"] not in SUPPORTED_KINDS:

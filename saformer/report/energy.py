@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from saformer.config import ModelConfig
-from saformer.graph import Graph, network_graph
+from saformer.graph import SYNAPTIC_OPS, Graph, network_graph
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -95,7 +95,7 @@ def layer_ops(cfg: ModelConfig, attention: str | None = None) -> list[LayerOps]:
     graph = network_graph(cfg)
     ops = []
     for node in graph:
-        if node.op in ("synapse", "head"):
+        if node.op in SYNAPTIC_OPS:
             x = graph[node.inputs[0]]
             outputs = math.prod(node.shape)
             if node.op == "head":

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from saformer.config import HardwareConfig
+from saformer.config import HardwareConfig, divisors
 from saformer.errors import ConfigError
+from saformer.graph import SYNAPTIC_OPS
 from saformer.rtl_sim.blocks import BLOCKS, SYN_ENGINE, engine_from_export, event_fields
 from saformer.rtl_sim.core import HDL_DIR, params_from_export, write_dwc_file
 
@@ -148,15 +149,10 @@ class _Builder:
         self.taps[(name, consumers[-1])] = s
 
     def lanes(self, layer: str, outputs: int) -> int:
-        """An engine's lanes: the hardware config's engine_lanes for it, else the largest divisor of
-        its outputs up to the config's lanes."""
+        """An engine's lanes: the hardware config's engine_lanes for it (check_engine_lanes), else the
+        largest divisor of its outputs up to the config's lanes."""
         given = self.hw.lanes_of(layer)
-        if given is None:
-            return _largest_divisor(outputs, self.hw.lanes)
-        if outputs % given:
-            raise ConfigError(f"accelerator: engine_lanes gives '{layer}' {given} lanes, which do not divide its "
-                              f"{outputs} outputs; divisors: {[d for d in range(1, outputs + 1) if outputs % d == 0]}")
-        return given
+        return _largest_divisor(outputs, self.hw.lanes) if given is None else given
 
     def tap(self, producer: str, consumer: str) -> Stream:
         return self.taps[(producer, consumer)]
@@ -193,8 +189,7 @@ class _Builder:
 
     def _synapse(self, node) -> Stream:
         src = self.tap(node.inputs[0], node.name)
-        out_channels = node.shape[0] if len(node.shape) == 3 else node.shape[-1]
-        params, data = engine_from_export(self.ex, node.name, self.lanes(node.name, out_channels))
+        params, data = engine_from_export(self.ex, node.name, self.lanes(node.name, node.channels))
         return self._engine(node, params, data, src, _ident(node.name))
 
     def _head(self, node) -> Stream:
@@ -283,6 +278,21 @@ class _Builder:
         return out
 
 
+def check_engine_lanes(ex, hw: HardwareConfig) -> None:
+    """The hardware config's engine_lanes against the export: synaptic layers only, lanes that divide
+    their outputs."""
+    engines = [n.name for n in ex.graph if n.op in SYNAPTIC_OPS]
+    unknown = sorted(set(dict(hw.engine_lanes)) - set(engines))
+    if unknown:
+        raise ConfigError(f"accelerator: engine_lanes names {unknown}, not synaptic layers of '{ex.cfg.name}'; "
+                          f"its layers: {engines}")
+    for layer, given in hw.engine_lanes:
+        outputs = ex.graph[layer].channels
+        if outputs % given:
+            raise ConfigError(f"accelerator: engine_lanes gives '{layer}' {given} lanes, which do not divide its "
+                              f"{outputs} outputs; divisors: {divisors(outputs)}")
+
+
 def generate_top(ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str | None = None,
                  static_input: bool = True, output: str | None = None) -> TopDesign:
     """The top's SystemVerilog for the export ``ex`` at the hardware config's lanes; the memories of
@@ -298,11 +308,7 @@ def generate_top(ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str |
     if output in ex.graph.by_name and ex.graph[output].op not in ("lif", "sasa", "head"):
         raise ConfigError(f"accelerator: the top can end at a LIF, SASA or head node, not at "
                           f"'{output}' ({ex.graph[output].op})")
-    engines = [n.name for n in ex.graph if n.op in ("synapse", "head")]
-    unknown = sorted(set(dict(hw.engine_lanes)) - set(engines))
-    if unknown:
-        raise ConfigError(f"accelerator: engine_lanes names {unknown}, not synaptic layers of '{ex.cfg.name}'; "
-                          f"its layers: {engines}")
+    check_engine_lanes(ex, hw)
     b = _Builder(ex, hw, mem_dir, prefix, static_input)
     b.build(output)
     out = b.streams[output]
@@ -318,9 +324,8 @@ def generate_top(ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str |
                  f"//   {classes // out.lanes} beat(s) per image, in units of 2^-acc_frac of the head, equal to the golden model's.\n"
                  if logits else
                  f"// Output stream: the spikes of '{output}' (the network cut after it), {out.lanes} a beat, every step.\n")
-              + 
-              f"// Cycle model: back to back, about its slowest stage's stall-free cycles per image (each\n"
-              f"//   block's own model over the spikes: saformer.rtl_sim.balance.stage_loads; docs/accelerator.md).\n")
+              + "// Cycle model: back to back, about its slowest stage's stall-free cycles per image (each\n"
+              "//   block's own model over the spikes: saformer.rtl_sim.balance.stage_loads; docs/accelerator.md).\n")
     sv = "\n".join([header + "`default_nettype none\n",
                     f"module {TOP} (",
                     "    input  wire logic clk,",

@@ -28,9 +28,8 @@ import numpy as np
 
 from saformer.config import HardwareConfig, divisors
 from saformer.errors import ConfigError
+from saformer.graph import SYNAPTIC_OPS
 from saformer.rtl_sim.blocks import BLOCKS, engine_group_cycles, spike_trace
-
-ENGINE_OPS = ("synapse", "head")
 
 
 def lane_roots(graph) -> dict[str, str]:
@@ -44,15 +43,16 @@ def lane_roots(graph) -> dict[str, str]:
             a = parent[a]
         return a
 
+    order = {n.name: i for i, n in enumerate(graph)}
     root: dict[str, str] = {}
     for n in graph:
-        if n.op in ENGINE_OPS or n.op == "input":
+        if n.op in SYNAPTIC_OPS or n.op == "input":
             parent[n.name] = n.name
             root[n.name] = n.name
             continue
         rs = [find(root[i]) for i in n.inputs]
         for r in rs[1:]:
-            a, b = sorted((find(rs[0]), find(r)), key=[m.name for m in graph].index)
+            a, b = sorted((find(rs[0]), find(r)), key=order.get)
             parent[b] = a  # the earlier engine names the group
         root[n.name] = rs[0]
     return {name: find(r) for name, r in root.items()}
@@ -63,7 +63,7 @@ def lane_groups(graph) -> dict[str, list[str]]:
     roots = lane_roots(graph)
     groups: dict[str, list[str]] = {}
     for n in graph:
-        if n.op in ENGINE_OPS:
+        if n.op in SYNAPTIC_OPS:
             groups.setdefault(roots[n.name], []).append(n.name)
     return groups
 
@@ -157,11 +157,9 @@ def balance_lanes(ex, x_int: np.ndarray, traces: dict[str, np.ndarray], target: 
     graph = ex.graph
     groups = lane_groups(graph)
     roots = lane_roots(graph)
-    outputs = {n.name: (n.shape[0] if n.op == "synapse" and len(n.shape) == 3 else n.shape[-1]) for n in graph
-               if n.op in ENGINE_OPS}
     choices = {}
     for g, members in groups.items():
-        common = np.gcd.reduce([outputs[m] for m in members])
+        common = np.gcd.reduce([graph[m].channels for m in members])
         choices[g] = [d for d in divisors(int(common)) if d <= max_lanes] or [1]
     pick = dict.fromkeys(groups, 0)
     while True:

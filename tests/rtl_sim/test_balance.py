@@ -7,6 +7,7 @@ import pytest
 
 from saformer.config import HardwareConfig
 from saformer.errors import ConfigError
+from saformer.graph import SYNAPTIC_OPS
 from saformer.quant.export import load_export
 from saformer.quant.golden import GoldenModel
 from saformer.quant.stages import integer_batches
@@ -31,7 +32,7 @@ def test_engines_whose_streams_meet_share_lanes(digits):
     assert groups["blocks.0.attn.q"] == ["blocks.0.attn.q", "blocks.0.attn.k"]
     assert groups["blocks.1.mlp.fc1"] == ["blocks.1.mlp.fc1"] and groups["logits"] == ["logits"]
     assert sorted(m for g in groups.values() for m in g) == sorted(
-        n.name for n in ex.graph if n.op in ("synapse", "head"))
+        n.name for n in ex.graph if n.op in SYNAPTIC_OPS)
 
 
 def test_stage_loads_are_the_blocks_cycle_models(digits):
