@@ -25,7 +25,7 @@ from saformer.config import HardwareConfig  # noqa: E402
 from saformer.quant.export import load_export  # noqa: E402
 from saformer.quant.golden import GoldenModel  # noqa: E402
 from saformer.quant.stages import integer_batches  # noqa: E402
-from saformer.rtl_sim.accel import accelerate_export, generate_top  # noqa: E402
+from saformer.rtl_sim.accel import accelerate_export, generate_top, top_memories  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # UltraScale+ parts (AMD DS891 / DS923): BRAM36 blocks, URAM blocks, LUTs, DSPs
@@ -40,31 +40,6 @@ def bram36(depth: int, width: int) -> int:
 
 def uram(depth: int, width: int) -> int:
     return math.ceil(depth / 4096) * math.ceil(width / 72)
-
-
-def memories(design) -> list[tuple[str, str, int, int]]:
-    """(kind, instance, depth, width) of every memory of the top, from its blocks' parameters."""
-    out = []
-    for b in design.blocks:
-        p, name = b["params"], b["instance"]
-        if b["block"] == "syn_engine":
-            chunks, taps = p["OUT"] // p["LANES"], p["KERNEL"] ** 2
-            pos = p["H"] * p["W"] if p["KERNEL"] == 3 else 1
-            out += [("weights", name, p["IN"] * taps * chunks, p["LANES"] * p["W_BITS"]),
-                    ("accumulators", name, pos * chunks, p["LANES"] * p["ACC_BITS"]),
-                    ("biases", name, chunks, p["LANES"] * p["ACC_BITS"])]
-        elif b["block"] == "lif_unit":
-            out.append(("membranes", name, p["NEURONS"] // p["LANES"], p["LANES"] * p["WIDTH"]))
-        elif b["block"] == "sasa_core":
-            g = p["D"] // p["P"]
-            out += [("weights", name + ".dwc", p["D"] * 9, p["W_BITS"]),
-                    ("membranes", name + ".lif_o", p["N"] * g, p["P"] * p["MEM_BITS"]),
-                    ("buffers", name + ".k", 2 * p["N"] * g, p["P"])]
-        elif b["block"] == "stream_fifo":
-            out.append(("buffers", name, p["DEPTH"], p["WIDTH"]))
-        elif b["block"] == "frame_repeat":
-            out.append(("buffers", name, p["BEATS"], p["WIDTH"]))
-    return out
 
 
 def fit(mems) -> dict:
@@ -100,7 +75,7 @@ def main() -> None:
     for bits, export in ((8, args.export_8), (4, args.export_4)):
         ex = load_export(export)
         design = generate_top(ex, hw, work / f"mem_w{bits}")
-        run = {"export": str(export), "blocks": len(design.blocks), "memory": fit(memories(design))}
+        run = {"export": str(export), "blocks": len(design.blocks), "memory": fit(top_memories(design))}
         if bits == 8:
             out = work / f"acc_cifar_w{bits}_l{args.lanes}"
             if (out / "accel.json").is_file():

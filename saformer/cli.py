@@ -415,7 +415,8 @@ def cmd_accel(args: argparse.Namespace) -> int:
 
     hw = check_accel(args)
     r = accelerate_export(Path(args.export_dir), Path(args.out), hw, args.images,
-                          args.data_dir, layer_images=args.layer_images, target_cycles=args.target_cycles)
+                          args.data_dir, layer_images=args.layer_images, target_cycles=args.target_cycles,
+                          jobs=args.jobs)
     print((Path(args.out) / ACCEL_MD).read_text())
     return 0 if r["bit_exact"] and r["layers_bit_exact"] and (r["stalls"] or {}).get("bit_exact", True) else 1
 
@@ -652,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-images", type=NON_NEGATIVE, default=2,
                    help="images whose spikes inside the network (SPS, every SASA core, the head's LIF) are "
                         "compared with the golden traces, one cut top each (default 2; 0: none)")
+    p.add_argument("--jobs", "-j", type=POSITIVE, default=1,
+                   help="harness processes that stream the images side by side, a contiguous shard each "
+                        "(default 1; up to the cores: each shard's first image includes a pipeline fill)")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_accel, check=check_accel)
 

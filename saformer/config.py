@@ -280,6 +280,9 @@ XILINX_FAMILIES = {"xc7": "7-series (e.g. xc7a100t)", "xcup": "UltraScale+ (e.g.
 MEMORY_STYLES = {"auto": "Yosys's choice by size", "block": "block RAM (BRAM / DP16KD)",
                  "distributed": "LUT RAM", "registers": "flip-flops"}
 ECP5_DEVICES = {"LFE5U-25F": "--25k", "LFE5U-45F": "--45k", "LFE5U-85F": "--85k"}  # nextpnr-ecp5 flags
+# block RAMs (DP16KD, 18 kbit each) per device (Lattice ECP5 family data sheet, FPGA-DS-02012)
+ECP5_DP16KD = {"LFE5U-25F": 56, "LFE5U-45F": 108, "LFE5U-85F": 208}
+DP16KD_BITS = 18 * 1024
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,15 @@ def render(r: dict[str, Any]) -> str:
                     f"{100 * (h['memory_read_pj'] + h['memory_write_pj']) / h['total_pj']:.0f}% of it memory traffic; "
                     f"the paper's SOP model on the same images: {e['sop_model']['energy_pj'] / 1e6:.3f} uJ "
                     "(`accel/accel.md` says what each counts).\n"]
+        mem = acc.get("memory")
+        if mem:
+            w = mem["weight_stream"]
+            out += [f"On-chip memory {mem['total_bits'] / 1e6:.3f} Mbit (weights {mem['bits_by_kind'].get('weights', 0) / 1e6:.3f}) "
+                    f"against the {mem['part']}'s {mem['part_block_ram_bits'] / 1e6:.3f} Mbit of block RAM: "
+                    + ("fits by bits" if mem["fits_part_by_bits"] else "**does not fit**") +
+                    f". Weights streamed from external memory instead would need {w['per_event_gbit_per_s']:.2f} Gbit/s "
+                    f"(read per synaptic event) or {w['once_per_image_gbit_per_s']:.2f} Gbit/s (once per image) at "
+                    f"{w['clock_mhz']:g} MHz.\n"]
     out += ["## Accuracy\n", "| level | test accuracy | images | source |", "|---|---|---|---|"]
     for a in r["accuracy"]:
         extra = f" (golden on the same images: {_pct(a['golden_on_same_images'])})" if a.get("golden_on_same_images") is not None else ""

@@ -23,6 +23,7 @@ the SASA core) runs at those lanes (saformer.rtl_sim.balance chooses engine_lane
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import time
@@ -175,6 +176,7 @@ class _Builder:
             self.one_to_one("stream_fifo", "stream_fifo", f"{name}_fifo",
                             {"WIDTH": src.width, "DEPTH": max(2, self.hw.engine_fifo_steps * src.beats_per_step)},
                             src, buf)
+            self.blocks[-1]["beats_per_step"] = src.beats_per_step  # its traffic (activity.py)
             src = buf
         ev = self.stream(f"{name}_ev", sum(event_fields(enc)) + 2, 1, 0, src.static)
         self.one_to_one("event_encoder", "event_encoder", f"{name}_enc", enc, src, ev)
@@ -255,6 +257,7 @@ class _Builder:
                 buf = self.stream(f"{name}_buf{len(ins)}", s.width, s.lanes, s.beats_per_step, s.static)
                 self.one_to_one("stream_fifo", "stream_fifo", f"{name}_buf{len(ins)}",
                                 {"WIDTH": s.width, "DEPTH": max(2, 2 * s.beats_per_step)}, s, buf)
+                self.blocks[-1]["beats_per_step"] = s.beats_per_step
                 s = buf
             ins.append(s)
         j = self._join(name, *ins)
@@ -358,11 +361,20 @@ def generate_top(ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str |
 @dataclass
 class TopRun:
     logits: np.ndarray  # (images, classes) as the RTL computed them; a cut top: (images, its values per image)
-    cycles_per_image: np.ndarray  # cycles between consecutive images' last logit beats (the first: from its first pixel)
-    total: int
-    simulated: int
-    seconds: float
+    # cycles between consecutive images' last logit beats within a shard (a shard's first: from its first pixel)
+    cycles_per_image: np.ndarray
+    total: int  # cycles of the longest shard, first pixel to last logit
+    simulated: int  # cycles simulated, all shards together
+    seconds: float  # wall time of the simulation (shards run side by side)
     build_seconds: float
+    shard_starts: tuple[int, ...] = (0,)  # the images that start a shard: their cycles include the pipeline fill
+    process_seconds: float = 0.0  # the shards' cycle loops added up (one process's speed: simulated / this)
+
+    def steady_cycles(self) -> np.ndarray:
+        """Cycles per image of the images streamed behind another (every shard's first dropped,
+        unless nothing else is left)."""
+        rest = np.delete(self.cycles_per_image, list(self.shard_starts))
+        return rest if rest.size else self.cycles_per_image
 
 
 def image_beats(design: TopDesign, x_int: np.ndarray) -> list[int]:
@@ -394,20 +406,40 @@ def build_top(ex, hw: HardwareConfig, build_dir: Path, static_input: bool = True
 
 
 def run_top(design: TopDesign, harness, x_int: np.ndarray, run_dir: Path | None = None, p_idle: float = 0.0,
-            p_backpressure: float = 0.0, seed: int = 0) -> TopRun:
+            p_backpressure: float = 0.0, seed: int = 0, jobs: int = 1) -> TopRun:
     """Stream the images ``x_int`` through a built top, image after image (stall-free unless the
-    input idles / the output back-pressures with the given probabilities, seeded)."""
+    input idles / the output back-pressures with the given probabilities, seeded). ``jobs`` > 1
+    splits the images into that many contiguous shards, each streamed by its own harness process
+    side by side (a bulk run on several cores; every shard's first image includes a pipeline fill)."""
     from saformer.rtl_sim.beats import unpack, unpack_words
 
-    beats = image_beats(design, x_int)
-    per_image = design.out_beats_per_image
     n = len(x_int)
-    run = harness.run(beats, n * per_image, p_idle, p_backpressure, seed, timeout=50_000_000 * n, run_dir=run_dir)
-    values = unpack(run.beats, design.out_lanes) if design.out_bits == 1 else \
-        unpack_words(run.beats, design.out_bits, design.out_lanes)
-    logits = values.reshape(n, -1)
-    ends = run.cycles[per_image - 1::per_image] - run.first_input + 1
-    return TopRun(logits, np.diff(ends, prepend=0), run.total, run.simulated, run.seconds, 0.0)
+    shards = [idx for idx in np.array_split(np.arange(n), max(1, min(int(jobs), n))) if idx.size]
+    base = Path(run_dir or harness.exe.parent / "run")
+    per_image = design.out_beats_per_image
+
+    def one(k: int, idx: np.ndarray):
+        beats = image_beats(design, x_int[idx[0]:idx[-1] + 1])
+        return harness.run(beats, len(idx) * per_image, p_idle, p_backpressure, seed + k,
+                           timeout=50_000_000 * len(idx), run_dir=base if len(shards) == 1 else base / f"shard{k}")
+
+    t0 = time.perf_counter()
+    if len(shards) == 1:
+        runs = [one(0, shards[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=len(shards)) as pool:  # each run is a subprocess: no GIL held
+            runs = list(pool.map(one, range(len(shards)), shards))
+    wall = time.perf_counter() - t0
+    logits, cycles = [], []
+    for run, idx in zip(runs, shards):
+        values = unpack(run.beats, design.out_lanes) if design.out_bits == 1 else \
+            unpack_words(run.beats, design.out_bits, design.out_lanes)
+        logits.append(values.reshape(len(idx), -1))
+        ends = run.cycles[per_image - 1::per_image] - run.first_input + 1
+        cycles.append(np.diff(ends, prepend=0))
+    return TopRun(np.concatenate(logits), np.concatenate(cycles), max(r.total for r in runs),
+                  sum(r.simulated for r in runs), wall if len(runs) > 1 else runs[0].seconds, 0.0,
+                  tuple(int(idx[0]) for idx in shards), sum(r.seconds for r in runs))
 
 
 def output_beats(design: TopDesign, values: np.ndarray) -> list[int]:
@@ -463,15 +495,15 @@ def checkpoint_layers(ex) -> list[str]:
 def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = None, images: int | None = None,
                       data_dir: str | None = None, layer_images: int = 2,
                       layers: list[str] | None = None, keep_builds: bool = True,
-                      stall_images: int = 2, target_cycles: int | None = None) -> dict[str, Any]:
+                      stall_images: int = 2, target_cycles: int | None = None, jobs: int = 1) -> dict[str, Any]:
     """``saformer accel``: the whole accelerator of an export, on ``images`` test images (default: the
     whole test set), logits compared with the golden model's image by image; and for the first
     ``layer_images`` images, the spikes of ``layers`` (default: checkpoint_layers) from tops cut after
     them, compared with the golden traces; the first ``stall_images`` again with random input idles
     and output back-pressure (20% each); energy per image and the stage loads from the first
     ENERGY_IMAGES images' activity. ``target_cycles``: lanes per engine chosen by
-    saformer.rtl_sim.balance (every stage's mean load at most this) instead of ``hw``'s.
-    Writes accel.json / .md. The Verilator builds (about
+    saformer.rtl_sim.balance (every stage's mean load at most this) instead of ``hw``'s. ``jobs``:
+    harness processes side by side for the whole run (run_top's shards). Writes accel.json / .md. The Verilator builds (about
     150 MB each) run two at a time; ``keep_builds=False`` deletes their objects afterwards (the
     generated SystemVerilog and memory files stay)."""
     from saformer.quant.export import load_export
@@ -512,7 +544,7 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
                                    "values": int(want.size), "bit_exact": bool(np.array_equal(got, want)),
                                    "differing": int((got != want).sum())})
         design, harness, build_seconds = full.result()
-    r = run_top(design, harness, x)
+    r = run_top(design, harness, x, jobs=jobs)
     stalled = run_top(design, harness, x[:stall_images], p_idle=0.2, p_backpressure=0.2, seed=1) if stall_images else None
     if not keep_builds:
         for obj in [*out.glob("build/harness_*"), *out.glob("build_cut/*/harness_*")]:
@@ -521,7 +553,7 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
     energy = accel_energy(design, ex, sample, traces)
     loads = {k: float(v.mean()) for k, v in stage_loads(design, ex, sample, traces).items()}
     del traces
-    cyc = r.cycles_per_image[1:] if len(x) > 1 else r.cycles_per_image  # the first includes the pipeline's fill
+    cyc = r.steady_cycles()  # a shard's first image includes the pipeline's fill
     slowest = sorted(loads, key=loads.get, reverse=True)
     engine_lanes = {b["node"]: b["params"]["LANES"] for b in design.blocks if b["block"] == "syn_engine"}
     report = {
@@ -533,25 +565,76 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
         "cycles_per_image": {"median": float(np.median(cyc)), "min": int(cyc.min()), "max": int(cyc.max()),
                              "mean": float(cyc.mean())},
         "latency_us_at_clock": float(np.median(cyc)) / hw.clock_mhz,
-        "simulated_cycles": r.simulated, "simulation_seconds": r.seconds,
+        "simulated_cycles": r.simulated, "simulation_seconds": r.seconds, "simulation_jobs": len(r.shard_starts),
         "simulated_cycles_per_second": r.simulated / r.seconds if r.seconds else None,
+        "simulated_cycles_per_second_per_process": r.simulated / r.process_seconds if r.process_seconds else None,
         "build_seconds": build_seconds, "layers": layer_rows, "energy": energy,
         "stalls": None if stalled is None else {
             "images": int(min(stall_images, len(x))), "p_idle": 0.2, "p_backpressure": 0.2,
             "bit_exact": bool(np.array_equal(stalled.logits, gold[:stall_images])), "cycles": stalled.total},
         "layers_bit_exact": all(row["bit_exact"] for row in layer_rows),
+        "memory": memory_and_weight_stream(design, hw, float(np.median(cyc)), energy["activity"]["weight_read_bits"]),
         "engine_lanes": engine_lanes, "total_engine_lanes": int(sum(engine_lanes.values())),
         "balance": None if balance is None else {"target_cycles": balance.target, "met": balance.met,
                                                  "groups": balance.groups},
         "stage_loads": {"images": int(len(sample)), "slowest": [{"instance": k, "mean_cycles": loads[k]}
                                                                  for k in slowest[:8]],
                         # the pipeline's mean cycles per image over its slowest stage's (1 = no loss)
-                        "pipeline_over_slowest": float(cyc.mean()) / loads[slowest[0]] if len(x) > 1 else None},
+                        "pipeline_over_slowest": float(cyc.mean()) / loads[slowest[0]] if len(x) > len(r.shard_starts) else None},
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / ACCEL_FILE, report)
     (out / ACCEL_MD).write_text(accel_markdown(report))
     return report
+
+
+def top_memories(design: TopDesign) -> list[tuple[str, str, int, int]]:
+    """(kind, instance, depth, width) of every memory of a generated top, from its blocks'
+    parameters; kinds: weights, accumulators, biases, membranes, buffers."""
+    out = []
+    for b in design.blocks:
+        p, name = b["params"], b["instance"]
+        if b["block"] == "syn_engine":
+            chunks, taps = p["OUT"] // p["LANES"], p["KERNEL"] ** 2
+            pos = p["H"] * p["W"] if p["KERNEL"] == 3 else 1
+            out += [("weights", name, p["IN"] * taps * chunks, p["LANES"] * p["W_BITS"]),
+                    ("accumulators", name, pos * chunks, p["LANES"] * p["ACC_BITS"]),
+                    ("biases", name, chunks, p["LANES"] * p["ACC_BITS"])]
+        elif b["block"] == "lif_unit":
+            out.append(("membranes", name, p["NEURONS"] // p["LANES"], p["LANES"] * p["WIDTH"]))
+        elif b["block"] == "sasa_core":
+            g, win = p["D"] // p["P"], p["N"] // p["N_AGG"]
+            a_bits = max(math.ceil(math.log2(p["N"] * win + 1)) + 1, math.ceil(math.log2(p["THETA_A"] + 1))) + 1
+            out += [("weights", name + ".dwc", p["D"] * 9, p["W_BITS"]),
+                    ("membranes", name + ".lif_a", g, p["P"] * a_bits),  # sasa_core.sv's A_BITS
+                    ("membranes", name + ".lif_o", p["N"] * g, p["P"] * p["MEM_BITS"]),
+                    ("buffers", name + ".k", 2 * p["N"] * g, p["P"])]
+        elif b["block"] == "stream_fifo":
+            out.append(("buffers", name, p["DEPTH"], p["WIDTH"]))
+        elif b["block"] == "frame_repeat":
+            out.append(("buffers", name, p["BEATS"], p["WIDTH"]))
+    return out
+
+
+def memory_and_weight_stream(design: TopDesign, hw: HardwareConfig, cycles_per_image: float,
+                             weight_read_bits: float) -> dict[str, Any]:
+    """The top's on-chip memory against the ECP5 part's block RAM, and what a weight stream port
+    would have to carry at the clock if the weights lived off chip: every weight read of an image
+    (one per in-range synaptic event: no on-chip cache) or every weight once per image (a cache
+    that holds a layer while its events run)."""
+    from saformer.config import DP16KD_BITS, ECP5_DP16KD
+
+    bits: dict[str, int] = {}
+    for kind, _, depth, width in top_memories(design):
+        bits[kind] = bits.get(kind, 0) + depth * width
+    part_bits = ECP5_DP16KD[hw.ecp5_device] * DP16KD_BITS
+    images_per_s = hw.clock_mhz * 1e6 / cycles_per_image
+    return {"bits_by_kind": bits, "total_bits": sum(bits.values()), "part": hw.ecp5_device,
+            "part_block_ram_bits": part_bits, "fits_part_by_bits": sum(bits.values()) <= part_bits,
+            "weight_stream": {"clock_mhz": hw.clock_mhz, "images_per_second": images_per_s,
+                              "weight_read_bits_per_image": weight_read_bits,
+                              "per_event_gbit_per_s": weight_read_bits * images_per_s / 1e9,
+                              "once_per_image_gbit_per_s": bits.get("weights", 0) * images_per_s / 1e9}}
 
 
 def accel_energy(design: TopDesign, ex, x_int: np.ndarray, traces: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -575,6 +658,10 @@ def accel_energy(design: TopDesign, ex, x_int: np.ndarray, traces: dict[str, np.
 
 def accel_markdown(r: dict[str, Any]) -> str:
     c = r["cycles_per_image"]
+    jobs = r.get("simulation_jobs", 1)
+    shards = f"; each of the {jobs} shards' first images is left out of the distribution" if jobs > 1 else ""
+    processes = (f" from {jobs} harness processes side by side, "
+                 f"{r['simulated_cycles_per_second_per_process'] / 1e6:.2f} M cycles/s each" if jobs > 1 else "")
     verdict = (f"**bit-exact**: the logits of all {r['images']} images equal the golden model's" if r["bit_exact"]
                else f"**MISMATCH** on {r['mismatching_count']} of {r['images']} images (first: {r['mismatching_images']})")
     return "\n".join([
@@ -585,11 +672,12 @@ def accel_markdown(r: dict[str, Any]) -> str:
         f"- Accuracy: RTL {100 * r['accuracy_rtl']:.2f}% = golden model {100 * r['accuracy_golden']:.2f}% "
         "(the same logits, so the same classes).",
         f"- Cycles per image, images streamed back to back: median {c['median']:,.0f} (min {c['min']:,}, "
-        f"max {c['max']:,}); the first image {r['first_image_cycles']:,} (pipeline fill). "
+        f"max {c['max']:,}); the first image {r['first_image_cycles']:,} (pipeline fill{shards}). "
         f"At {r['hardware']['clock_mhz']:g} MHz: {r['latency_us_at_clock']:,.1f} us per image.",
         *_lanes_markdown(r),
         f"- Simulation: {r['simulated_cycles']:,} cycles in {r['simulation_seconds']:.1f} s "
-        f"({r['simulated_cycles_per_second'] / 1e6:.2f} M cycles/s); build {r['build_seconds']:.0f} s.", "",
+        f"({r['simulated_cycles_per_second'] / 1e6:.2f} M cycles/s{processes}); build {r['build_seconds']:.0f} s.",
+        *_memory_markdown(r.get("memory")), "",
         *energy_markdown(r["energy"]),
         *([f"- With random stalls (input idle {r['stalls']['p_idle']:.0%}, output back-pressure "
             f"{r['stalls']['p_backpressure']:.0%}), the first {r['stalls']['images']} images: "
@@ -599,6 +687,21 @@ def accel_markdown(r: dict[str, Any]) -> str:
            *(f"| {x['node']} | {x['images']} | {x['spikes']:,} | {x['values']:,} | "
              f"{'yes' if x['bit_exact'] else 'NO: ' + str(x['differing']) + ' differ'} |" for x in r["layers"]), ""]
           if r["layers"] else [])])
+
+
+def _memory_markdown(m: dict[str, Any] | None) -> list[str]:
+    if not m:
+        return []
+    w = m["weight_stream"]
+    kinds = ", ".join(f"{k} {v / 1e6:.3f}" for k, v in sorted(m["bits_by_kind"].items(), key=lambda kv: -kv[1]))
+    return [f"- On-chip memory: {m['total_bits'] / 1e6:.3f} Mbit ({kinds}), against the {m['part']}'s "
+            f"{m['part_block_ram_bits'] / 1e6:.3f} Mbit of block RAM: "
+            + ("fits by bits (synthesis decides the mapping)." if m["fits_part_by_bits"] else "**does not fit**: "
+               "the weights would come from external memory."),
+            f"- A weight stream port from external memory would carry, at {w['clock_mhz']:g} MHz "
+            f"({w['images_per_second']:,.0f} images/s): {w['per_event_gbit_per_s']:.2f} Gbit/s reading each weight "
+            f"per synaptic event (no cache), or {w['once_per_image_gbit_per_s']:.2f} Gbit/s loading every weight "
+            "once per image (a cache holding a layer's weights while its events run)."]
 
 
 def lanes_phrase(r: dict[str, Any]) -> str:

@@ -5,10 +5,10 @@ them into energy with the 45 nm table).
 The counts follow each block's SystemVerilog and the spikes the RTL computes, which are the golden
 model's (``saformer accel`` holds them equal at every checkpoint and in the logits):
 
-- syn_engine (event-driven): per input event, KERNEL^2 x OUT/LANES tap slots; every slot reads a
-  weight word (the ROM is read each cycle of the walk, border taps included); an in-range slot
-  reads, adds (LANES x ACC_BITS-bit adds; the first conv multiplies W_BITS x VALUE_BITS) and
-  writes back an accumulator word. Per group (a token, a frame, the head's sample), every output
+- syn_engine (event-driven): per input event, KERNEL^2 x OUT/LANES tap slots; an in-range slot
+  reads a weight word and an accumulator word, adds (LANES x ACC_BITS-bit adds; the first conv
+  multiplies W_BITS x VALUE_BITS) and writes the accumulator back; a border tap outside the frame
+  is a no-op (no read either: the weight ROM is enabled only for in-range slots). Per group (a token, a frame, the head's sample), every output
   word is drained: accumulator and bias read, LANES adds of ACC_BITS+1 bits, the word cleared.
 - lif_unit: per neuron and step, a membrane read and write (WIDTH bits), an add and a compare.
 - sasa_core (not event-driven: a fixed schedule of N*D/P beats a step): per channel and token,
@@ -38,17 +38,20 @@ class Activity:
     mults: Counter = field(default_factory=Counter)  # (bits, bits) -> multiplications
     read_bits: int = 0
     write_bits: int = 0
+    weight_read_bits: int = 0  # the share of read_bits that reads weights (what a weight stream would carry)
 
     def add(self, other: "Activity") -> None:
         self.adds.update(other.adds)
         self.mults.update(other.mults)
         self.read_bits += other.read_bits
         self.write_bits += other.write_bits
+        self.weight_read_bits += other.weight_read_bits
 
     def scaled(self, f: float) -> dict[str, Any]:
         return {"adds": {int(k): v * f for k, v in sorted(self.adds.items())},
                 "mults": {f"{a}x{b}": v * f for (a, b), v in sorted(self.mults.items())},
-                "read_bits": self.read_bits * f, "write_bits": self.write_bits * f}
+                "read_bits": self.read_bits * f, "write_bits": self.write_bits * f,
+                "weight_read_bits": self.weight_read_bits * f}
 
 
 def _border_taps(n: int) -> np.ndarray:
@@ -71,9 +74,9 @@ def _engine(p: dict[str, int], x: np.ndarray, groups: int) -> Activity:
     if p["KERNEL"] == 3:
         taps = np.outer(_border_taps(p["H"]), _border_taps(p["W"])).reshape(-1)  # per position
         in_range = int((events.sum(axis=(0, 1, 3)) * taps).sum()) * chunks
-        slots, positions = n_events * 9 * chunks, p["H"] * p["W"]
+        positions = p["H"] * p["W"]
     else:
-        in_range = slots = n_events * chunks
+        in_range = n_events * chunks
         positions = 1
     drains = groups * positions * chunks
     acc_word, w_word = lanes * p["ACC_BITS"], lanes * p["W_BITS"]
@@ -81,7 +84,8 @@ def _engine(p: dict[str, int], x: np.ndarray, groups: int) -> Activity:
     if p.get("VALUE_BITS", 0):
         a.mults[(p["W_BITS"], p["VALUE_BITS"])] += in_range * lanes
     a.adds[p["ACC_BITS"] + 1] += drains * lanes
-    a.read_bits += slots * w_word + (in_range + drains) * acc_word + drains * acc_word  # weights, acc, bias
+    a.read_bits += in_range * w_word + (in_range + drains) * acc_word + drains * acc_word  # weights, acc, bias
+    a.weight_read_bits += in_range * w_word
     a.write_bits += (in_range + drains) * acc_word
     return a
 
@@ -110,6 +114,7 @@ def _sasa(hdl: dict[str, Any], samples: int) -> Activity:
     if hdl["DWC"]:
         a.adds[wide + 1] += 10 * tokens  # 9 taps and the bias
         a.read_bits += tokens * (9 * hdl["W_BITS"] + wide)
+        a.weight_read_bits += tokens * 9 * hdl["W_BITS"]
     a.adds[mem + 1] += tokens  # masked K + DWC
     a.add(_lif(d, score + 1, samples * t))  # LIF_a: one neuron per channel
     a.add(_lif(n * d, mem, samples * t))  # LIF_o
@@ -154,7 +159,7 @@ def image_activity(design, ex, x_int: np.ndarray, traces: dict[str, np.ndarray])
             a.write_bits += samples * p["BEATS"] * p["WIDTH"]
             a.read_bits += samples * p["TIMES"] * p["BEATS"] * p["WIDTH"]
         elif kind == "stream_fifo":
-            beats = samples * t * (p["DEPTH"] // 2)  # the generator sizes a residual FIFO at 2 steps
+            beats = samples * t * b["beats_per_step"]  # every beat of its stream passes once
             a.write_bits += beats * p["WIDTH"]
             a.read_bits += beats * p["WIDTH"]
         total.add(a)

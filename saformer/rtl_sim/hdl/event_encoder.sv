@@ -9,7 +9,7 @@
 // Output stream: syn_engine's events, {last, empty, [value,] y, x, c} (c in the low bits; y, x
 //   1-bit zeros for KERNEL 1), elements in input order (lowest lane first); `last` marks the
 //   group's final event, and a group without events is one beat with `last` and `empty`.
-// How: a beat is held while its non-zero lanes are peeled off one per cycle (a priority encoder);
+// How: a beat is held while its non-zero lanes are peeled off one per cycle, the lowest first;
 //   the newest event waits in a register until the next one (or the group's end) says whether it
 //   is the last. The output leaves through a skid_buffer: s_ready and m_valid / m_data are
 //   registers or functions of registers, and m_ready reaches nothing combinationally.
@@ -74,34 +74,27 @@ module event_encoder #(
     logic [EB-1:0]       pend;
 
     logic [LANES-1:0] nonzero;
-    for (genvar l = 0; l < LANES; l++) begin : g_nz
-        assign nonzero[l] = s_data[l*VB +: VB] != '0;
+    if (VALUE_BITS > 0) begin : g_values
+        for (genvar l = 0; l < LANES; l++) begin : g_nz
+            assign nonzero[l] = s_data[l*VB +: VB] != '0;
+        end
+    end else begin : g_spikes
+        assign nonzero = s_data;  // a spike is its own flag
     end
 
-    // the lowest lane still to emit, and its value (a mux over constant part-selects)
-    logic [LW-1:0] lane;
-    logic [VB-1:0] value;
-    always_comb begin
-        lane = '0;
-        value = '0;
-        for (int l = LANES - 1; l >= 0; l--) begin
-            if (a_mask[l]) begin
-                lane = LW'(l);
-                value = a_data[l*VB +: VB];
-            end
-        end
-    end
+    // the lowest lane still to emit: its one-hot, whose index bit b is the OR over the lanes that
+    // have bit b set (LW OR trees over constant masks, no priority chain)
+    function automatic logic [LW*LANES-1:0] lanes_with_bit();
+        for (int b = 0; b < LW; b++)
+            for (int l = 0; l < LANES; l++) lanes_with_bit[b*LANES + l] = ((l >> b) & 1) == 1;
+    endfunction
+    localparam logic [LW*LANES-1:0] LANES_WITH_BIT = lanes_with_bit();
+    function automatic logic [LW-1:0] lowest_lane(input logic [LANES-1:0] mask);
+        logic [LANES-1:0] onehot;
+        onehot = mask & (~mask + 1'b1);
+        for (int b = 0; b < LW; b++) lowest_lane[b] = |(onehot & LANES_WITH_BIT[b*LANES +: LANES]);
+    endfunction
     wire [LANES-1:0] mask_rest = a_mask & (a_mask - 1'b1);  // the mask without its lowest bit
-    wire [CW-1:0] channel = a_cbase + CW'(lane);
-    logic [EB-1:0] event_now;
-    if (VALUE_BITS > 0) begin : g_values
-        assign event_now = {value, a_y, a_x, channel};
-    end else begin : g_spikes
-        assign event_now = {a_y, a_x, channel};
-        /* verilator lint_off UNUSEDSIGNAL */
-        wire unused_value = ^value;  // spikes: the value is the spike itself
-        /* verilator lint_on UNUSEDSIGNAL */
-    end
 
     logic o_valid, o_ready;
     logic [EVW-1:0] o_data;
@@ -131,8 +124,15 @@ module event_encoder #(
             a_mask <= '0; a_end <= 1'b0; pend_valid <= 1'b0;
             a_data <= '0; a_cbase <= '0; a_y <= '0; a_x <= '0; pend <= '0;
         end else begin
-            if (extract) begin
-                pend <= event_now;
+            if (extract) begin : peel  // the event of the lowest lane left: {[value,] y, x, channel}
+                logic [LW-1:0] lane;
+                logic [VB-1:0] value;
+                lane = lowest_lane(a_mask);
+                value = '0;
+                if (VALUE_BITS > 0)  // a mux over constant part-selects (no index multiply)
+                    for (int l = 0; l < LANES; l++)
+                        if (lane == LW'(l)) value = a_data[l*VB +: VB];
+                pend <= EB'({value, a_y, a_x, a_cbase + CW'(lane)});  // spikes: the value bit drops out
                 pend_valid <= 1'b1;
                 a_mask <= mask_rest;
             end

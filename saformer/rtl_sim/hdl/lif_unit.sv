@@ -36,30 +36,27 @@ module lif_unit #(
     logic [LANES*WIDTH-1:0] vmem [DEPTH];
     logic [AW-1:0] addr;
     logic [SW-1:0] step;
-    logic [LANES*WIDTH-1:0] v_row, v_next;
-    logic [LANES-1:0] fire;
 
     assign s_ready = !m_valid || m_ready;
     wire take = s_valid && s_ready;
-    assign v_row = (step == '0) ? '0 : vmem[addr];
 
-    always_comb begin
+    // the neuron update, LANES lanes; called only on a taken beat (the same hardware, and a
+    // Verilated model that does no lane arithmetic in an idle cycle)
+    function automatic logic [LANES*WIDTH+LANES-1:0] update(input logic [LANES*WIDTH-1:0] v, input logic [LANES*WIDTH-1:0] x);
+        logic [LANES*WIDTH-1:0] v_new;
+        logic [LANES-1:0] spikes;
         for (int l = 0; l < LANES; l++) begin
             /* verilator lint_off UNUSEDSIGNAL */  // sum[0] is what the shift drops (floor)
             logic signed [WIDTH:0] sum;
             /* verilator lint_on UNUSEDSIGNAL */
             logic signed [WIDTH-1:0] h;
-            sum = {v_row[l*WIDTH +: WIDTH] [WIDTH-1], v_row[l*WIDTH +: WIDTH]}
-                + {s_data[l*WIDTH +: WIDTH][WIDTH-1], s_data[l*WIDTH +: WIDTH]};
+            sum = {v[l*WIDTH +: WIDTH][WIDTH-1], v[l*WIDTH +: WIDTH]} + {x[l*WIDTH +: WIDTH][WIDTH-1], x[l*WIDTH +: WIDTH]};
             h = sum[WIDTH:1];  // arithmetic shift right by one: floor((V + X) / 2)
-            fire[l] = h >= THETA_W;
-            v_next[l*WIDTH +: WIDTH] = fire[l] ? '0 : h;
+            spikes[l] = h >= THETA_W;
+            v_new[l*WIDTH +: WIDTH] = spikes[l] ? '0 : h;
         end
-    end
-
-    always_ff @(posedge clk) begin
-        if (take) vmem[addr] <= v_next;
-    end
+        update = {spikes, v_new};
+    endfunction
 
     always_ff @(posedge clk) begin
         if (rst) begin
@@ -69,9 +66,12 @@ module lif_unit #(
             m_data <= '0;
         end else begin
             if (m_valid && m_ready) m_valid <= 1'b0;
-            if (take) begin
+            if (take) begin : neurons
+                logic [LANES*WIDTH+LANES-1:0] u;
+                u = update(step == '0 ? '0 : vmem[addr], s_data);  // V = 0 at a sample's first step
+                vmem[addr] <= u[LANES*WIDTH-1:0];
                 m_valid <= 1'b1;
-                m_data <= fire;
+                m_data <= u[LANES*WIDTH +: LANES];
                 if (addr == AW'(DEPTH - 1)) begin
                     addr <= '0;
                     step <= (step == SW'(T - 1)) ? '0 : step + 1'b1;

@@ -58,30 +58,23 @@ module maxpool #(
         smax = $signed(a) > $signed(b) ? a : b;
     endfunction
 
-    logic [BW-1:0] h_even, h_done, v_even, pooled;
-    always_comb begin
+    // one beat's window arithmetic, LANES lanes: {pooled, v_even, h_done, h_even}. Called only on a
+    // taken beat: the same hardware, and a Verilated model that does no lane arithmetic when idle.
+    function automatic logic [4*BW-1:0] window(input logic [BW-1:0] x_word, input logic [BW-1:0] c_carry,
+                                               input logic [BW-1:0] c_part, input logic [BW-1:0] r_carry,
+                                               input logic [BW-1:0] r_part, input logic first_col, input logic first_row);
+        logic [BW-1:0] h_even, h_done, v_even, pooled;
         for (int l = 0; l < LANES; l++) begin
             logic [WIDTH-1:0] x;
-            x = s_data[l*WIDTH +: WIDTH];
-            h_even[l*WIDTH +: WIDTH] = col == '0 ? x : smax(col_carry[chunk][l*WIDTH +: WIDTH], x);
-            h_done[l*WIDTH +: WIDTH] = smax(col_part[chunk][l*WIDTH +: WIDTH], x);
-            v_even[l*WIDTH +: WIDTH] = row == '0 ? h_done[l*WIDTH +: WIDTH]
-                                                 : smax(row_carry[vaddr][l*WIDTH +: WIDTH], h_done[l*WIDTH +: WIDTH]);
-            pooled[l*WIDTH +: WIDTH] = smax(row_part[vaddr][l*WIDTH +: WIDTH], h_done[l*WIDTH +: WIDTH]);
+            x = x_word[l*WIDTH +: WIDTH];
+            h_even[l*WIDTH +: WIDTH] = first_col ? x : smax(c_carry[l*WIDTH +: WIDTH], x);
+            h_done[l*WIDTH +: WIDTH] = smax(c_part[l*WIDTH +: WIDTH], x);
+            v_even[l*WIDTH +: WIDTH] = first_row ? h_done[l*WIDTH +: WIDTH]
+                                                 : smax(r_carry[l*WIDTH +: WIDTH], h_done[l*WIDTH +: WIDTH]);
+            pooled[l*WIDTH +: WIDTH] = smax(r_part[l*WIDTH +: WIDTH], h_done[l*WIDTH +: WIDTH]);
         end
-    end
-
-    always_ff @(posedge clk) begin
-        if (take) begin
-            if (!odd_col) begin
-                col_part[chunk] <= h_even;
-            end else begin
-                col_carry[chunk] <= s_data;
-                if (!odd_row) row_part[vaddr] <= v_even;
-                else row_carry[vaddr] <= h_done;
-            end
-        end
-    end
+        window = {pooled, v_even, h_done, h_even};
+    endfunction
 
     always_ff @(posedge clk) begin
         if (rst) begin
@@ -93,10 +86,20 @@ module maxpool #(
             m_data <= '0;
         end else begin
             if (m_valid && m_ready) m_valid <= 1'b0;
-            if (take) begin
+            if (take) begin : beat
+                logic [4*BW-1:0] w;
+                w = window(s_data, col_carry[chunk], col_part[chunk], row_carry[vaddr], row_part[vaddr],
+                           col == '0, row == '0);
+                if (!odd_col) begin
+                    col_part[chunk] <= w[0 +: BW];                 // h_even
+                end else begin
+                    col_carry[chunk] <= s_data;
+                    if (!odd_row) row_part[vaddr] <= w[2*BW +: BW];  // v_even
+                    else row_carry[vaddr] <= w[BW +: BW];         // h_done
+                end
                 if (odd_col && odd_row) begin
                     m_valid <= 1'b1;
-                    m_data <= pooled;
+                    m_data <= w[3*BW +: BW];                      // pooled
                 end
                 if (odd_col) vaddr <= vaddr == VW'(VDEPTH - 1) ? '0 : vaddr + 1'b1;
                 if (chunk == CHW'(CH - 1)) begin

@@ -213,11 +213,6 @@ module sasa_core #(
         saturate = x > MEM_HI ? MEM_HI[MEM_BITS-1:0] : x < MEM_LO ? MEM_LO[MEM_BITS-1:0] : x[MEM_BITS-1:0];
     endfunction
 
-    function automatic logic signed [WIDE:0] sum_taps(input logic [9*(WIDE+1)-1:0] t);
-        sum_taps = '0;
-        for (int i = 0; i < 9; i++) sum_taps = sum_taps + $signed(t[i*(WIDE+1) +: WIDE+1]);
-    endfunction
-
     // the neighbours of this beat's token that lie inside the grid (zero padding elsewhere)
     logic [8:0] in_grid;
     for (genvar tap = 0; tap < 9; tap++) begin : g_inside
@@ -227,27 +222,12 @@ module sasa_core #(
                              && (DC >= 0 || b_col != '0) && (DC <= 0 || b_col != ($bits(b_col))'(GRID_W - 1));
     end
 
-    logic [P*MEM_BITS-1:0] y_next;
     wire [P-1:0]           k_rd = kbuf[kaddr(b_bank, b_beat)];
     wire [P-1:0]           m_rd = (G == 1 && mask_valid && mask_bank == b_bank) ? mask_data : mbuf[maddr(b_bank, b_g)];
     logic [P-1:0]          k_nb [9];             // K of the 3x3 neighbours (offsets are constants)
     for (genvar tap = 0; tap < 9; tap++) begin : g_nb
         localparam int OFFSET = ((tap / 3 - 1) * GRID_W + (tap % 3 - 1)) * G;
         assign k_nb[tap] = kbuf[kaddr(b_bank, BB'(int'(b_beat) + OFFSET))];
-    end
-    for (genvar l = 0; l < P; l++) begin : g_out_lane
-        wire signed [WIDE:0] masked_k = (m_rd[l] && k_rd[l]) ? (WIDE + 1)'(1 << MEM_FRAC) : '0;
-        // DWC: the bias plus the weight of every tap whose neighbour spikes (an adder tree)
-        wire [9*(WIDE+1)-1:0] terms;
-        for (genvar tap = 0; tap < 9; tap++) begin : g_tap
-            assign terms[tap*(WIDE+1) +: WIDE+1] = (in_grid[tap] && k_nb[tap][l])
-                ? (WIDE + 1)'(dwc_w[RB'(l * 9 + tap) + b_wbase]) : '0;
-        end
-        wire signed [WIDE:0] bias = (WIDE + 1)'(dwc_b[DB'(l) + b_dbase]);
-        wire signed [WIDE:0] dwc_sum = bias + sum_taps(terms);
-        wire signed [WIDE:0] acc = DWC_SHIFT >= 0 ? dwc_sum >>> DWC_SHIFT : dwc_sum <<< UP;
-        wire signed [WIDE:0] y = DWC ? masked_k + (WIDE + 1)'(saturate(acc)) : masked_k;
-        assign y_next[l*MEM_BITS +: MEM_BITS] = saturate(y);
     end
 
     // LIF_o: the library's LIF unit (membranes of all N*D neurons in its memory), then a skid buffer
@@ -266,7 +246,20 @@ module sasa_core #(
         end else begin
             inflight <= inflight + {1'b0, a_last_beat} - {1'b0, b_last_beat};
             if (b_fire) begin
-                y_data <= y_next;
+                // LIF_o's drive, P lanes: masked K plus the DWC (the bias plus the weight of every
+                // tap whose neighbour spikes: an adder tree), saturated. Computed here, under b_fire,
+                // rather than in continuous logic: the same hardware, and a Verilated model that
+                // does no lane arithmetic in a cycle that emits nothing.
+                for (int l = 0; l < P; l++) begin : lane
+                    logic signed [WIDE:0] masked_k, dwc_sum, acc, y;
+                    masked_k = (m_rd[l] && k_rd[l]) ? (WIDE + 1)'(1 << MEM_FRAC) : '0;
+                    dwc_sum = (WIDE + 1)'(dwc_b[DB'(l) + b_dbase]);
+                    for (int tap = 0; tap < 9; tap++)
+                        if (in_grid[tap] && k_nb[tap][l]) dwc_sum = dwc_sum + (WIDE + 1)'(dwc_w[RB'(l * 9 + tap) + b_wbase]);
+                    acc = DWC_SHIFT >= 0 ? dwc_sum >>> DWC_SHIFT : dwc_sum <<< UP;
+                    y = DWC ? masked_k + (WIDE + 1)'(saturate(acc)) : masked_k;
+                    y_data[l*MEM_BITS +: MEM_BITS] <= saturate(y);
+                end
                 y_valid <= 1'b1;
                 b_beat <= b_last_beat ? '0 : b_beat + 1'b1;
                 if (b_g != GB'(G - 1)) begin

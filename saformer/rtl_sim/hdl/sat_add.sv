@@ -22,20 +22,21 @@ module sat_add #(
     localparam logic signed [WIDTH-1:0] MAX = {1'b0, {(WIDTH-1){1'b1}}};
     localparam logic signed [WIDTH-1:0] MIN = {1'b1, {(WIDTH-1){1'b0}}};
 
-    logic [LANES*WIDTH-1:0] y;
     assign s_ready = !m_valid || m_ready;
 
-    always_comb begin
+    // the saturating sums of one beat, LANES lanes; called only on a taken beat (the same hardware,
+    // and a Verilated model that does no lane arithmetic when idle)
+    function automatic logic [LANES*WIDTH-1:0] sums(input logic [2*LANES*WIDTH-1:0] ab);
         for (int l = 0; l < LANES; l++) begin
             logic signed [WIDTH-1:0] a, b;
             logic signed [WIDTH:0] sum;
-            a = s_data[l*WIDTH +: WIDTH];
-            b = s_data[(LANES + l)*WIDTH +: WIDTH];
+            a = ab[l*WIDTH +: WIDTH];
+            b = ab[(LANES + l)*WIDTH +: WIDTH];
             sum = {a[WIDTH-1], a} + {b[WIDTH-1], b};
             // overflow iff the two top bits differ; the sign of the WIDTH+1-bit sum picks the bound
-            y[l*WIDTH +: WIDTH] = (sum[WIDTH] != sum[WIDTH-1]) ? (sum[WIDTH] ? MIN : MAX) : sum[WIDTH-1:0];
+            sums[l*WIDTH +: WIDTH] = (sum[WIDTH] != sum[WIDTH-1]) ? (sum[WIDTH] ? MIN : MAX) : sum[WIDTH-1:0];
         end
-    end
+    endfunction
 
     always_ff @(posedge clk) begin
         if (rst) begin
@@ -45,7 +46,7 @@ module sat_add #(
             if (m_valid && m_ready) m_valid <= 1'b0;
             if (s_valid && s_ready) begin
                 m_valid <= 1'b1;
-                m_data <= y;
+                m_data <= sums(s_data);
             end
         end
     end

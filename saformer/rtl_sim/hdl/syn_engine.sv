@@ -161,38 +161,48 @@ module syn_engine #(
 
     // ---- stage B: the registered reads, the add, the write back ---------------------------------
     logic [AAW-1:0] b_addr;
-    logic [AW-1:0] a_q, b_bias, fwd_val, b_wdata;
+    logic [AW-1:0] a_q, b_bias, fwd_val;
     logic [LANES*W_BITS-1:0] w_q;
     logic fwd;
-    logic [LANES*MEM_BITS-1:0] drained;
     wire [AW-1:0] base = fwd ? fwd_val : a_q;
     wire b_wen = b_update || b_drain;
 
-    always_comb begin
+    // Stage B's arithmetic as functions, called only in the branches that use them: the same logic
+    // in hardware, and a Verilated model that does no lane arithmetic in a cycle without work.
+    function automatic logic [AW-1:0] accumulate(input logic [AW-1:0] a_word, input logic [LANES*W_BITS-1:0] w_word,
+                                                 input logic [VB-1:0] value);
         for (int l = 0; l < LANES; l++) begin
-            logic signed [ACC_BITS-1:0] a, bias;
-            logic signed [WIDE-1:0] sum, shifted;
             logic signed [W_BITS-1:0] w;
             logic signed [ACC_BITS-1:0] term;
-            a = base[l*ACC_BITS +: ACC_BITS];
-            w = w_q[l*W_BITS +: W_BITS];
-            bias = b_bias[l*ACC_BITS +: ACC_BITS];
-            if (VALUE_BITS > 0) term = ACC_BITS'(w) * ACC_BITS'($signed(b_value));  // the first conv only
+            w = w_word[l*W_BITS +: W_BITS];
+            if (VALUE_BITS > 0) term = ACC_BITS'(w) * ACC_BITS'($signed(value));  // the first conv only
             else term = ACC_BITS'(w);
-            b_wdata[l*ACC_BITS +: ACC_BITS] = b_update ? a + term : '0;
-            sum = WIDE'(a) + WIDE'(bias);
-            shifted = OUT_SHIFT >= 0 ? sum >>> OUT_SHIFT : sum <<< UP;
-            if (shifted > WIDE'(2 ** (MEM_BITS - 1) - 1)) drained[l*MEM_BITS +: MEM_BITS] = {1'b0, {(MEM_BITS-1){1'b1}}};
-            else if (shifted < -WIDE'(2 ** (MEM_BITS - 1))) drained[l*MEM_BITS +: MEM_BITS] = {1'b1, {(MEM_BITS-1){1'b0}}};
-            else drained[l*MEM_BITS +: MEM_BITS] = shifted[MEM_BITS-1:0];
+            accumulate[l*ACC_BITS +: ACC_BITS] = a_word[l*ACC_BITS +: ACC_BITS] + term;
         end
-    end
+    endfunction
 
+    function automatic logic [LANES*MEM_BITS-1:0] membranes(input logic [AW-1:0] a_word, input logic [AW-1:0] b_word);
+        for (int l = 0; l < LANES; l++) begin
+            logic signed [WIDE-1:0] sum, shifted;
+            sum = WIDE'($signed(a_word[l*ACC_BITS +: ACC_BITS])) + WIDE'($signed(b_word[l*ACC_BITS +: ACC_BITS]));
+            shifted = OUT_SHIFT >= 0 ? sum >>> OUT_SHIFT : sum <<< UP;
+            if (shifted > WIDE'(2 ** (MEM_BITS - 1) - 1)) membranes[l*MEM_BITS +: MEM_BITS] = {1'b0, {(MEM_BITS-1){1'b1}}};
+            else if (shifted < -WIDE'(2 ** (MEM_BITS - 1))) membranes[l*MEM_BITS +: MEM_BITS] = {1'b1, {(MEM_BITS-1){1'b0}}};
+            else membranes[l*MEM_BITS +: MEM_BITS] = shifted[MEM_BITS-1:0];
+        end
+    endfunction
+
+    // reads are enabled only when their word is used: an update's weights, a drain's biases
     always_ff @(posedge clk) begin
         if (rd_en) a_q <= acc[rd_addr];
-        if (b_wen) acc[b_addr] <= b_wdata;
-        w_q <= wrom[waddr];
-        b_bias <= brom[dchunk];
+        if (b_wen) begin : write_back  // an update writes acc + term, a drain clears the word (forwarded)
+            logic [AW-1:0] wdata;
+            wdata = b_update ? accumulate(base, w_q, b_value) : '0;
+            acc[b_addr] <= wdata;
+            fwd_val <= wdata;
+        end
+        if (upd_issue) w_q <= wrom[waddr];
+        if (drain_issue) b_bias <= brom[dchunk];
     end
 
     // ---- output FIFO (4 deep) --------------------------------------------------------------------
@@ -203,7 +213,7 @@ module syn_engine #(
     wire pop = m_valid && m_ready;
 
     always_ff @(posedge clk) begin
-        if (b_drain) fifo[wr_ptr] <= drained;
+        if (b_drain) fifo[wr_ptr] <= membranes(base, b_bias);
     end
 
     always_ff @(posedge clk) begin
@@ -226,7 +236,6 @@ module syn_engine #(
             b_drain <= 1'b0;
             b_addr <= '0;
             fwd <= 1'b0;
-            fwd_val <= '0;
             fifo_count <= '0;
             rd_ptr <= '0;
             wr_ptr <= '0;
@@ -237,7 +246,6 @@ module syn_engine #(
             b_addr <= rd_addr;
             b_value <= ev_value;
             fwd <= b_wen && rd_en && b_addr == rd_addr;
-            fwd_val <= b_wdata;
 
             if (busy) begin
                 waddr <= waddr + 1'b1;
