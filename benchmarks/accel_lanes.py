@@ -27,7 +27,7 @@ from saformer.quant.export import load_export  # noqa: E402
 from saformer.quant.golden import GoldenModel  # noqa: E402
 from saformer.quant.stages import integer_batches  # noqa: E402
 from saformer.rtl_sim.accel import accel_energy, build_top, run_top  # noqa: E402
-from saformer.rtl_sim.synth import synthesize_top  # noqa: E402
+from saformer.rtl_sim.synth import SynthesisError, nextpnr_ecp5, synthesize_top  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,13 @@ def synthesized(ex, hw: HardwareConfig, work: Path, target: str, pnr: bool) -> d
         if not pnr or r.get("pnr"):
             return r
     t0 = time.perf_counter()
-    r = synthesize_top(ex, hw, work, target, pnr=pnr)
+    r = synthesize_top(ex, hw, work, target)
+    if pnr:
+        try:
+            r["pnr"] = nextpnr_ecp5(work.resolve(), hw)
+        except SynthesisError as e:  # a design that does not place is a result too: say why
+            r["pnr"] = {"fmax_mhz": None, "error": next((ln.strip() for ln in str(e).splitlines() if "ERROR" in ln),
+                                                        str(e).splitlines()[-1])}
     r["seconds"] = time.perf_counter() - t0
     done.write_text(json.dumps(r, indent=1))
     return r
@@ -99,7 +105,8 @@ def main() -> None:
         energy = accel_energy(design, ex, x, traces)["hardware"]["total_pj"]
         rows.append({"lanes": lanes, "blocks": len(design.blocks), "bit_exact_images": len(x),
                      "cycles_per_image_median": float(cyc), "xc7": xc7["resources"], "ecp5": ecp5["resources"],
-                     "ecp5_fmax_mhz": fmax, "energy_uj_per_image": energy / 1e6,
+                     "ecp5_fmax_mhz": fmax, "ecp5_pnr_error": (ecp5.get("pnr") or {}).get("error"),
+                     "energy_uj_per_image": energy / 1e6,
                      "latency_us_at_100mhz": cyc / 100.0,
                      "latency_us_at_fmax": cyc / fmax if fmax else None,
                      "images_per_s_at_fmax": fmax * 1e6 / cyc if fmax else None})
@@ -111,16 +118,21 @@ def main() -> None:
              "| lanes | cycles/image (median) | xc7 LUT | xc7 FF | xc7 BRAM36+18 | xc7 DSP | ECP5 LUT4 | ECP5 FF | "
              "ECP5 DP16KD | ECP5 MULT18 | ECP5 fmax (MHz) | latency at fmax (us) | images/s at fmax | energy/image (uJ) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
     for r in rows:
         x7, e5 = r["xc7"], r["ecp5"]
         f = r["ecp5_fmax_mhz"]
         fmax = "-" if f is None else f"{f:.1f}"
+        if f is None and r.get("ecp5_pnr_error"):
+            fmax = "does not place"
+            notes.append(f"- {r['lanes']} lanes on the LFE5U-85F: {r['ecp5_pnr_error']} "
+                         f"(synthesis maps {e5['DP16KD']} DP16KD of 208).")
         lat = "-" if f is None else f"{r['latency_us_at_fmax']:,.0f}"
         rate = "-" if f is None else f"{r['images_per_s_at_fmax']:,.0f}"
         lines.append(f"| {r['lanes']} | {r['cycles_per_image_median']:,.0f} | {x7['LUT']:,} | {x7['FF']:,} | "
                      f"{x7['BRAM36']}+{x7['BRAM18']} | {x7['DSP']} | {e5['LUT4']:,} | {e5['FF']:,} | {e5['DP16KD']} | "
                      f"{e5['MULT18']} | {fmax} | {lat} | {rate} | {r['energy_uj_per_image']:.3f} |")
-    (ROOT / "results" / "accel_lanes.md").write_text("\n".join(lines) + "\n")
+    (ROOT / "results" / "accel_lanes.md").write_text("\n".join(lines + ([""] + notes if notes else [])) + "\n")
     plot(rows, ex.cfg.name)
     print("wrote results/accel_lanes.{json,md,png}")
 

