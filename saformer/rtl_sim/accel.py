@@ -503,9 +503,9 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
     and output back-pressure (20% each); energy per image and the stage loads from the first
     ENERGY_IMAGES images' activity. ``target_cycles``: lanes per engine chosen by
     saformer.rtl_sim.balance (every stage's mean load at most this) instead of ``hw``'s. ``jobs``:
-    harness processes side by side for the whole run (run_top's shards). Writes accel.json / .md. The Verilator builds (about
-    150 MB each) run two at a time; ``keep_builds=False`` deletes their objects afterwards (the
-    generated SystemVerilog and memory files stay)."""
+    harness processes side by side for the whole run (run_top's shards). Writes accel.json / .md.
+    The Verilator builds (about 150 MB each) run two at a time; ``keep_builds=False`` deletes their
+    objects afterwards (the generated SystemVerilog and memory files stay)."""
     from saformer.quant.export import load_export
     from saformer.quant.golden import GoldenModel
     from saformer.quant.stages import integer_batches
