@@ -2,7 +2,11 @@
 images against the golden model, cycles and latency, and whether its memories fit UltraScale+ parts
 at 8- and 4-bit weights.
 
-    python benchmarks/accel_cifar.py --data-dir DATA --export-8 E8 --export-4 E4 [--lanes 16] [--images 8]
+    python benchmarks/accel_cifar.py --data-dir DATA --export-8 E8 --export-4 E4 [--lanes 16 | --target-cycles N]
+        [--images 8] [--jobs 2]
+
+--target-cycles has the balancer choose every engine's lanes (saformer.rtl_sim.balance) on the
+simulated images; --lanes gives every engine the same.
 
 The exports may be of a freshly quantized model (random weights, BatchNorm calibrated); cycles of an
 event-driven design follow the firing rates, so the rates of the model simulated are written beside
@@ -67,22 +71,31 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=16)
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--clock-mhz", type=float, default=200.0)
+    ap.add_argument("--target-cycles", type=int, help="lanes per engine chosen by the balancer for this target")
+    ap.add_argument("--jobs", type=int, default=1, help="harness processes side by side")
     ap.add_argument("--work", default="build/accel_cifar")
+    ap.add_argument("--out", default="results/accel_cifar", help="writes OUT.json and OUT.md")
     args = ap.parse_args()
     work = Path(args.work)
     hw = HardwareConfig(lanes=args.lanes)
-    result = {"lanes": args.lanes, "images": args.images, "clock_mhz": args.clock_mhz, "runs": {}}
+    tag = f"t{args.target_cycles}" if args.target_cycles else f"l{args.lanes}"
+    result = {"lanes": None if args.target_cycles else args.lanes, "target_cycles": args.target_cycles,
+              "images": args.images, "clock_mhz": args.clock_mhz, "runs": {}}
     for bits, export in ((8, args.export_8), (4, args.export_4)):
         ex = load_export(export)
-        design = generate_top(ex, hw, work / f"mem_w{bits}")
-        run = {"export": str(export), "blocks": len(design.blocks), "memory": fit(top_memories(design))}
         if bits == 8:
-            out = work / f"acc_cifar_w{bits}_l{args.lanes}"
+            out = work / f"acc_cifar_w{bits}_{tag}"
             if (out / "accel.json").is_file():
                 acc = json.loads((out / "accel.json").read_text())
             else:
                 acc = accelerate_export(Path(export), out, hw, images=args.images, data_dir=args.data_dir,
-                                        layer_images=0, stall_images=0, keep_builds=False)
+                                        layer_images=0, stall_images=0, keep_builds=False,
+                                        target_cycles=args.target_cycles, jobs=args.jobs)
+            hw = hw.replace(engine_lanes=tuple(sorted(acc["engine_lanes"].items())))  # the 4-bit top: the same lanes
+        design = generate_top(ex, hw, work / f"mem_w{bits}")
+        run = {"export": str(export), "blocks": len(design.blocks), "memory": fit(top_memories(design)),
+               "engine_lanes": {b["node"]: b["params"]["LANES"] for b in design.blocks if b["block"] == "syn_engine"}}
+        if bits == 8:
             _, x, _ = next(integer_batches("cifar10", ex.cfg, ex.qcfg, args.data_dir, args.images, args.images))
             _, traces = GoldenModel(ex).forward(x, trace=True)
             rates = {k[:-2]: float(v.mean()) for k, v in traces.items() if k.endswith(".s")}
@@ -96,9 +109,12 @@ def main() -> None:
                         "firing_rates": rates, "mean_firing_rate": float(np.mean(list(rates.values())))})
         result["runs"][bits] = run
         print(bits, json.dumps({k: v for k, v in run.items() if k not in ("firing_rates",)})[:1500], flush=True)
-    (ROOT / "results" / "accel_cifar.json").write_text(json.dumps(result, indent=2) + "\n")
+    out = ROOT / args.out
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     r8 = result["runs"][8]
-    lines = [f"# The whole accelerator at CIFAR geometry (saformer-4-384, T=4, {args.lanes} lanes)", "",
+    lanes = (f"lanes per engine balanced for {args.target_cycles:,} cycles per stage, "
+             f"{sum(r8['engine_lanes'].values())} in all" if args.target_cycles else f"{args.lanes} lanes")
+    lines = [f"# The whole accelerator at CIFAR geometry (saformer-4-384, T=4, {lanes})", "",
              "Command: `python benchmarks/accel_cifar.py " + " ".join(sys.argv[1:]) + "`", "",
              "Model simulated: a freshly quantized saformer-4-384 (random weights, BatchNorm calibrated on 256 CIFAR-10 "
              "train images), not a trained one: its firing rates set the cycles (an event-driven design), and a "
@@ -125,8 +141,10 @@ def main() -> None:
                      f"{m['with_uram']['uram']} URAM | " + " | ".join(cells) + " |")
     lines += ["", "Memory by kind (Mbit, 8-bit weights): " + ", ".join(
         f"{k} {v / 1e6:.2f}" for k, v in sorted(r8["memory"]["bits"].items(), key=lambda kv: -kv[1])) + "."]
-    (ROOT / "results" / "accel_cifar.md").write_text("\n".join(lines) + "\n")
-    print("wrote results/accel_cifar.{json,md}")
+    if args.target_cycles:
+        lines += ["", "Lanes per engine: " + ", ".join(f"{k} {v}" for k, v in r8["engine_lanes"].items()) + "."]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}.json, .md")
 
 
 if __name__ == "__main__":

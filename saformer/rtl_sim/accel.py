@@ -14,10 +14,11 @@ Every graph node becomes hardware, every edge a valid/ready stream:
                and an accumulator-wide output: the logits, the top's m_* port
 
 A node read by two others is forked (stream_fork). Every engine reads its spikes through a FIFO of
-``engine_fifo_steps`` steps, which decouples it from its producer's drain. Lanes: an engine emits the
+``engine_fifo_steps`` steps, which decouples it from its producer's drain. Lanes: an engine runs the
 hardware config's engine_lanes for it, else the largest divisor of its output channels that is at most
-the config's lanes, and everything downstream of it up to the next event encoder (pool, LIF, add,
-the SASA core) runs at those lanes (saformer.rtl_sim.balance chooses engine_lanes).
+the config's lanes (saformer.rtl_sim.balance chooses engine_lanes). The stream it feeds (pools, LIFs,
+adds, the SASA core, up to the next event encoder) runs at the fewest lanes of the engines whose
+streams meet there (``stream_lanes``); a wider engine reaches it through a lane_gearbox.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class _Builder:
         self.taps: dict[tuple[str, str], Stream] = {}  # (producer, consumer) -> the consumer's copy
         self.sources: set[str] = set()
         self.node: str | None = None  # the graph node being built: every block records it
+        self.stream_lanes = stream_lanes(ex, hw)
 
     # ---- wires and instances ---------------------------------------------------------------------
     def stream(self, wire: str, width: int, lanes: int, beats: int, static: bool = False) -> Stream:
@@ -187,7 +189,17 @@ class _Builder:
         out = self.stream(f"{name}_out", params["LANES"] * params["MEM_BITS"], params["LANES"],
                           positions * params["OUT"] // params["LANES"], src.static)
         self.one_to_one("syn_engine", "syn_engine", name, {**params, **files}, ev, out)
-        return out
+        lanes = self.stream_lanes[node.name]
+        if lanes == params["LANES"]:
+            return out
+        # the engine's lanes into its stream's: its drain moves at the narrower side's pace
+        self.blocks[-1]["drain_lanes"] = lanes
+        geared = self.stream(f"{name}_gear", lanes * params["MEM_BITS"], lanes,
+                             positions * params["OUT"] // lanes, src.static)
+        self.one_to_one("lane_gearbox", "lane_gearbox", f"{name}_gear",
+                        {"WIDTH": params["MEM_BITS"], "IN_LANES": params["LANES"], "OUT_LANES": lanes}, out, geared)
+        self.blocks[-1]["values_per_step"] = positions * params["OUT"]
+        return geared
 
     def _synapse(self, node) -> Stream:
         src = self.tap(node.inputs[0], node.name)
@@ -237,10 +249,10 @@ class _Builder:
         return self.tap(node.inputs[0], node.name)
 
     def _join(self, name: str, a: Stream, b: Stream) -> Stream:
-        if a.lanes != b.lanes or a.beats_per_step != b.beats_per_step or a.static or b.static:
-            raise ConfigError(f"accelerator: '{name}' joins streams of {a.lanes} and {b.lanes} lanes "
-                              f"({a.beats_per_step} and {b.beats_per_step} beats a step); they must match: give "
-                              "the engines feeding it the same lanes (saformer.rtl_sim.balance.lane_groups)")
+        if a.lanes != b.lanes or a.beats_per_step != b.beats_per_step or a.static or b.static:  # stream_lanes' job
+            raise ConfigError(f"accelerator: internal error: '{name}' joins streams of {a.lanes} and {b.lanes} lanes "
+                              f"({a.beats_per_step} and {b.beats_per_step} beats a step); stream_lanes should have "
+                              "geared them to one")
         j = self.stream(f"{name}_in", a.width + b.width, a.lanes, a.beats_per_step)
         self.instance("fork_join", "stream_join", f"{name}_join", {"W0": a.width, "W1": b.width}, {
             "s0_valid": f"{a.wire}_valid", "s0_ready": f"{a.wire}_ready", "s0_data": f"{a.wire}_data",
@@ -279,6 +291,18 @@ class _Builder:
         hdl = {k: v for k, v in params.as_hdl(None).items() if not k.endswith("_FILE")}
         self.one_to_one("sasa_core", "sasa_core", name, {**hdl, **files}, j, out)
         return out
+
+
+def stream_lanes(ex, hw: HardwareConfig) -> dict[str, int]:
+    """Per synaptic layer, the lanes of the stream its engine feeds: the fewest of the engines whose
+    streams meet (saformer.rtl_sim.balance.lane_groups), so that the dense blocks on it (LIFs, pools,
+    residual adds, the SASA core) are as narrow as its engines allow; an engine with more lanes
+    reaches it through a lane_gearbox."""
+    from saformer.rtl_sim.balance import lane_groups
+
+    own = {n.name: hw.lanes_of(n.name) or _largest_divisor(n.channels, hw.lanes)
+           for n in ex.graph if n.op in SYNAPTIC_OPS}
+    return {m: min(own[e] for e in members) for members in lane_groups(ex.graph).values() for m in members}
 
 
 def check_engine_lanes(ex, hw: HardwareConfig) -> None:
@@ -509,7 +533,7 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
     from saformer.quant.export import load_export
     from saformer.quant.golden import GoldenModel
     from saformer.quant.stages import integer_batches
-    from saformer.rtl_sim.balance import balance_lanes, stage_loads
+    from saformer.rtl_sim.balance import balance_lanes, image_bound, stage_loads
     from saformer.rundir import write_json
 
     hw = hw or HardwareConfig()
@@ -551,7 +575,9 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
             shutil.rmtree(obj, ignore_errors=True)
     wrong = np.flatnonzero((r.logits != gold).any(axis=1))
     energy = accel_energy(design, ex, sample, traces)
-    loads = {k: float(v.mean()) for k, v in stage_loads(design, ex, sample, traces).items()}
+    raw_loads = stage_loads(design, ex, sample, traces)
+    loads = {k: float(v.mean()) for k, v in raw_loads.items()}
+    bound = image_bound(raw_loads)
     del traces
     cyc = r.steady_cycles()  # a shard's first image includes the pipeline's fill
     slowest = sorted(loads, key=loads.get, reverse=True)
@@ -580,7 +606,10 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
         "stage_loads": {"images": int(len(sample)), "slowest": [{"instance": k, "mean_cycles": loads[k]}
                                                                  for k in slowest[:8]],
                         # the pipeline's mean cycles per image over its slowest stage's (1 = no loss)
-                        "pipeline_over_slowest": float(cyc.mean()) / loads[slowest[0]] if len(x) > len(r.shard_starts) else None},
+                        "pipeline_over_slowest": float(cyc.mean()) / loads[slowest[0]] if len(x) > len(r.shard_starts) else None,
+                        # each image's slowest stage, averaged: the bound that follows the images
+                        "image_bound": bound,
+                        "pipeline_over_image_bound": float(cyc.mean()) / bound if len(x) > len(r.shard_starts) else None},
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / ACCEL_FILE, report)
@@ -717,8 +746,8 @@ def _lanes_markdown(r: dict[str, Any]) -> list[str]:
     if "stage_loads" not in r:
         return []
     sl, b = r["stage_loads"], r.get("balance")
-    chosen = (f"chosen by the balancer for a target of {b['target_cycles']:,} cycles per image per stage "
-              + ("(met)" if b["met"] else "(**not met**: the slowest stage has no more lanes to take)")
+    chosen = (f"chosen by the balancer for a target of {b['target_cycles']:,} cycles per image (each image's slowest "
+              "stage, averaged) " + ("(met)" if b["met"] else "(**not met**: the stage furthest over it has no more lanes to take)")
               if b else f"the largest divisor of each engine's outputs up to {r['hardware']['lanes']}")
     top = sl["slowest"][0]
     ratio = sl["pipeline_over_slowest"]
@@ -726,7 +755,11 @@ def _lanes_markdown(r: dict[str, Any]) -> list[str]:
             + ", ".join(f"{k} {v}" for k, v in r["engine_lanes"].items()) + ".",
             f"- Slowest stage (its stall-free cycle model, mean over {sl['images']} images): {top['instance']}, "
             f"{top['mean_cycles']:,.0f} cycles per image"
-            + (f"; the whole pipeline takes {ratio:.2f}x that." if ratio else ".")]
+            + (f"; the whole pipeline takes {ratio:.2f}x that." if ratio else "."),
+            *([f"- Each image's slowest stage, averaged over the images (the bound that follows the images: the "
+               f"stage that limits one image is not always another's): {sl['image_bound']:,.0f} cycles"
+               + (f"; the pipeline takes {sl['pipeline_over_image_bound']:.2f}x that." if sl.get("pipeline_over_image_bound")
+                  else ".")] if sl.get("image_bound") else [])]
 
 
 def energy_markdown(e: dict[str, Any]) -> list[str]:

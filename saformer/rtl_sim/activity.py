@@ -158,6 +158,8 @@ def image_activity(design, ex, x_int: np.ndarray, traces: dict[str, np.ndarray])
         elif kind == "frame_repeat":
             a.write_bits += samples * p["BEATS"] * p["WIDTH"]
             a.read_bits += samples * p["TIMES"] * p["BEATS"] * p["WIDTH"]
+        elif kind == "lane_gearbox":
+            pass  # flip-flops only, which the energy table does not price (as no block's registers)
         elif kind == "stream_fifo":
             beats = samples * t * b["beats_per_step"]  # every beat of its stream passes once
             a.write_bits += beats * p["WIDTH"]

@@ -13,16 +13,19 @@ SASA core) one beat a cycle. A stage's load is a lower bound on the pipeline's c
 how far the whole top is from its slowest stage (the engines' drains, which stall their
 producers) is what ``saformer accel`` reports beside it as the pipeline's efficiency.
 
-Lanes that must be equal: an engine's output keeps its lanes through pools, LIFs, residual adds and
-the SASA core up to the next event encoder (events carry no lanes), and two streams that meet (a
+Streams that meet: an engine's output keeps its lanes through pools, LIFs, residual adds and the
+SASA core up to the next event encoder (events carry no lanes), and two streams that meet (a
 residual add, SASA's {K, Q}) must have the same lanes. The engines feeding one such web form a
-group with one lanes setting (``lane_groups``): in SAFormer, the last SPS conv, the RPE and every
-block's proj and fc2 share the residual stream's lanes; each block's Q and K share theirs.
+group (``lane_groups``): in SAFormer, the last SPS conv, the RPE and every block's proj and fc2 feed
+the residual stream; each block's Q and K feed theirs. The stream runs at the group's fewest lanes,
+and an engine with more reaches it through a lane_gearbox (``saformer.rtl_sim.accel.stream_lanes``),
+so every engine's lanes are chosen on its own load.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +62,8 @@ def lane_roots(graph) -> dict[str, str]:
 
 
 def lane_groups(graph) -> dict[str, list[str]]:
-    """Engines whose lanes must be equal, as {group name: [engines]} (the group's first engine names it)."""
+    """Engines whose output streams meet (one stream's lanes, which each reaches through a gearbox
+    when its own differ), as {group name: [engines]} (the group's first engine names it)."""
     roots = lane_roots(graph)
     groups: dict[str, list[str]] = {}
     for n in graph:
@@ -92,12 +96,16 @@ def stage_loads(design, ex, x_int: np.ndarray, traces: dict[str, np.ndarray]) ->
                 inputs[node.name] = _engine_input(ex, traces, x_int, node)
             x = inputs[node.name]
         if kind == "syn_engine":
+            drain = b.get("drain_lanes")  # through a narrowing gearbox: it drains at the stream's pace
             if node.op == "head":  # one group per sample: every spike of its T x N tokens
                 events = (x != 0).sum(axis=(1, 2, 3))
-                loads[b["instance"]] = engine_group_cycles(p, events)
+                loads[b["instance"]] = engine_group_cycles(p, events, drain)
             else:
                 per_group = (x != 0).sum(axis=(2, 3)) if p["KERNEL"] == 3 else (x != 0).sum(axis=3)
-                loads[b["instance"]] = engine_group_cycles(p, per_group).reshape(images, -1).sum(axis=1)
+                loads[b["instance"]] = engine_group_cycles(p, per_group, drain).reshape(images, -1).sum(axis=1)
+        elif kind == "lane_gearbox":  # one group of lcm values per max(K_IN, K_OUT) cycles
+            loads[b["instance"]] = np.full(images, t * b["values_per_step"] // min(p["IN_LANES"], p["OUT_LANES"]),
+                                           dtype=np.int64)
         elif kind == "event_encoder":
             block = BLOCKS["event_encoder"]
             loads[b["instance"]] = np.array([block.cycles(p, x[i]) - 2 for i in range(images)], dtype=np.int64)
@@ -124,6 +132,7 @@ class Balance:
     slowest: str
     target: int
     met: bool
+    image_bound: float = 0.0  # mean over the images of each image's slowest stage (image_bound)
 
     @property
     def slowest_cycles(self) -> float:
@@ -131,6 +140,13 @@ class Balance:
 
     def hardware(self, hw: HardwareConfig) -> HardwareConfig:
         return hw.replace(engine_lanes=tuple(sorted(self.engine_lanes.items())))
+
+
+def image_bound(loads: dict[str, np.ndarray]) -> float:
+    """Mean over the images of each image's slowest stage: the stage that bounds an image differs
+    from image to image (the SPS convs follow the image, the blocks their spikes), so this is the
+    tighter bound on a pipeline's mean cycles per image than the slowest stage's mean."""
+    return float(np.stack(list(loads.values())).max(axis=0).mean())
 
 
 def _group_of(ex, roots: dict[str, str], block: dict) -> str | None:
@@ -145,10 +161,14 @@ def _group_of(ex, roots: dict[str, str], block: dict) -> str | None:
 
 def balance_lanes(ex, x_int: np.ndarray, traces: dict[str, np.ndarray], target: int,
                   max_lanes: int = 512, hw: HardwareConfig | None = None) -> Balance:
-    """Lanes per engine group, fewest first, raised one divisor at a time on the group that holds
-    the slowest stage until every stage's mean cycles per image (over the sample ``x_int``, with its
-    golden ``traces``) is at most ``target``, or the slowest stage's group has no more lanes to
-    take (then ``met`` is False and that stage bounds the pipeline)."""
+    """Lanes per engine, fewest first, raised one divisor of its outputs at a time on the engine
+    of the stage furthest over the target (summed over the images of the sample ``x_int``, with
+    its golden ``traces``; for a dense block or an encoder: the narrowest engines of the stream it
+    is on, which set that stream's lanes) until the mean over the images of each image's slowest
+    stage (``image_bound``) is at most ``target``, or that stage has no more lanes to take (then
+    ``met`` is False). Engines
+    whose streams meet need not match: the generator puts a lane_gearbox between an engine and a
+    narrower stream."""
     from saformer.rtl_sim.accel import generate_top
 
     if not isinstance(target, int) or target < 1:
@@ -157,22 +177,48 @@ def balance_lanes(ex, x_int: np.ndarray, traces: dict[str, np.ndarray], target: 
     graph = ex.graph
     groups = lane_groups(graph)
     roots = lane_roots(graph)
-    choices = {}
-    for g, members in groups.items():
-        common = np.gcd.reduce([graph[m].channels for m in members])
-        choices[g] = [d for d in divisors(int(common)) if d <= max_lanes] or [1]
-    pick = dict.fromkeys(groups, 0)
-    while True:
-        lanes = {m: choices[g][pick[g]] for g, members in groups.items() for m in members}
+    engines = [e for members in groups.values() for e in members]
+    choices = {e: [d for d in divisors(int(graph[e].channels)) if d <= max_lanes] or [1] for e in engines}
+    pick = dict.fromkeys(engines, 0)
+
+    def loads_at(pick: dict[str, int]) -> tuple[dict[str, int], Any, dict[str, np.ndarray]]:
+        lanes = {e: choices[e][pick[e]] for e in engines}
         design = generate_top(ex, hw.replace(engine_lanes=tuple(sorted(lanes.items()))), None)
-        raw = stage_loads(design, ex, x_int, traces)
-        loads = {k: float(v.mean()) for k, v in raw.items()}
-        order = sorted(loads, key=loads.get, reverse=True)
-        slowest = order[0]
-        if loads[slowest] <= target:
-            return Balance(lanes, groups, loads, slowest, target, True)
-        blocks = {b["instance"]: b for b in design.blocks}
-        g = _group_of(ex, roots, blocks[slowest])
-        if g is None or pick[g] + 1 >= len(choices[g]):
-            return Balance(lanes, groups, loads, slowest, target, False)
-        pick[g] += 1
+        return lanes, design, stage_loads(design, ex, x_int, traces)
+
+    def excess(load: np.ndarray) -> float:  # cycles over the target, summed over the images
+        return float(np.maximum(load - target, 0).sum())
+
+    def narrowest(group: str | None, lanes: dict[str, int]) -> list[str]:
+        members = groups.get(group, []) if group is not None else []
+        least = min((lanes[m] for m in members), default=0)
+        return [m for m in members if lanes[m] == least]
+
+    def result(lanes, raw, slowest, met) -> Balance:
+        means = {k: float(v.mean()) for k, v in raw.items()}
+        return Balance(lanes, groups, means, slowest or max(means, key=means.get), target, met, image_bound(raw))
+
+    lanes, design, raw = loads_at(pick)
+    while True:
+        if image_bound(raw) <= target:
+            return result(lanes, raw, None, True)
+        slowest = max(raw, key=lambda k: excess(raw[k]))
+        block = {b["instance"]: b for b in design.blocks}[slowest]
+        stream = narrowest(_group_of(ex, roots, block), lanes)
+        # the engine itself, or (a dense block's load, or an engine draining into a narrower stream)
+        # the stream's narrowest engines: whichever cuts this stage's excess the most per lane added
+        moves = [[block["node"]]] if block["block"] == "syn_engine" else []
+        if block["block"] != "syn_engine" or block.get("drain_lanes"):
+            moves.append(stream)
+        best = None
+        for move in moves:
+            if not move or any(pick[e] + 1 >= len(choices[e]) for e in move):
+                continue
+            trial = {**pick, **{e: pick[e] + 1 for e in move}}
+            t_lanes, t_design, t_raw = loads_at(trial)
+            gain = (excess(raw[slowest]) - excess(t_raw[slowest])) / sum(t_lanes[e] - lanes[e] for e in move)
+            if best is None or gain > best[0]:
+                best = (gain, trial, t_lanes, t_design, t_raw)
+        if best is None:
+            return result(lanes, raw, slowest, False)
+        _, pick, lanes, design, raw = best

@@ -14,6 +14,8 @@ and simulates any of them (Verilator through cocotb, the generic bench tb/block_
                 With VALUE_BITS > 0, the first conv (events carry the image's values: it multiplies)
     event_encoder  a dense stream (a lif_unit's spikes, the image's values) -> syn_engine's events,
                 one per non-zero element, with the engine's group ends
+    lane_gearbox   a dense stream re-beaten from IN_LANES to OUT_LANES values a beat (an engine's lanes
+                into its stream's)
     stream_fifo, stream_fork, stream_join (tested together as fork_join), frame_repeat: the plumbing
                 of the accelerator's top (residual buffers, one stream to two engines, {K, Q}, a static
                 image's first-conv frame replayed at every step)
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 from dataclasses import dataclass
@@ -240,11 +243,14 @@ def _events(p: dict[str, int], groups: np.ndarray) -> list[int]:
     return beats
 
 
-def engine_group_cycles(p: dict[str, int], events) -> np.ndarray:
+def engine_group_cycles(p: dict[str, int], events, drain_lanes: int | None = None) -> np.ndarray:
     """Stall-free cycles of engine groups of ``events`` input events each: 1 + e*TAPS*CH + POS*CH
-    (syn_engine.sv's header; a whole top adds 2 per engine for its pipeline, once)."""
+    (syn_engine.sv's header; a whole top adds 2 per engine for its pipeline, once). ``drain_lanes``:
+    the engine drains into a lane_gearbox to that many lanes; when fewer than its own, the drain
+    takes POS*OUT/drain_lanes cycles (the gearbox's pace), not POS*CH."""
     chunks = p["OUT"] // p["LANES"]
-    return 1 + np.asarray(events, dtype=np.int64) * p["KERNEL"] ** 2 * chunks + _positions(p) * chunks
+    drain = p["OUT"] // min(p["LANES"], drain_lanes or p["LANES"])
+    return 1 + np.asarray(events, dtype=np.int64) * p["KERNEL"] ** 2 * chunks + _positions(p) * drain
 
 
 def _engine_cycles(p: dict[str, int], x: np.ndarray) -> int:
@@ -408,6 +414,45 @@ FRAME_REPEAT = Block("frame_repeat", "frame_repeat", (HDL_DIR / "frame_repeat.sv
                      examples=({"WIDTH": 8 * 16, "BEATS": 64, "TIMES": 4},))  # the digits first conv's frame
 
 
+# ---- lane_gearbox --------------------------------------------------------------------------------
+def gearbox_group(p: dict[str, int]) -> tuple[int, int, int]:
+    """lane_gearbox.sv's group: (values L = lcm(IN_LANES, OUT_LANES), input beats, output beats) per group."""
+    lcm = math.lcm(p["IN_LANES"], p["OUT_LANES"])
+    return lcm, lcm // p["IN_LANES"], lcm // p["OUT_LANES"]
+
+
+def _gearbox_check(p: dict[str, int]) -> None:
+    _positive("lane_gearbox", p, "WIDTH", "IN_LANES", "OUT_LANES")
+    if p["WIDTH"] > 48:
+        raise ConfigError(f"lane_gearbox: WIDTH={p['WIDTH']} is over 48")
+
+
+def _gearbox_values(p: dict[str, int], x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x).reshape(-1)
+    if x.size % gearbox_group(p)[0]:
+        raise ConfigError(f"lane_gearbox: {x.size} values are not whole groups of lcm(IN_LANES={p['IN_LANES']}, "
+                          f"OUT_LANES={p['OUT_LANES']}) = {gearbox_group(p)[0]}")
+    lo, hi = int_range(p["WIDTH"])
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ConfigError(f"lane_gearbox: a value of {x.min() if x.min() < lo else x.max()} does not fit WIDTH={p['WIDTH']}")
+    return x
+
+
+def gearbox_cycles(p: dict[str, int], values: int) -> int:
+    """Stall-free cycles of ``values`` values (whole groups): K_IN + K_OUT + (G - 1) * max(K_IN, K_OUT)."""
+    lcm, k_in, k_out = gearbox_group(p)
+    groups = values // lcm
+    return k_in + k_out + (groups - 1) * max(k_in, k_out) if groups else 0
+
+
+LANE_GEARBOX = Block("lane_gearbox", "lane_gearbox", (HDL_DIR / "lane_gearbox.sv",), _gearbox_check,
+                     lambda p, x: gearbox_cycles(p, _gearbox_values(p, x).size),
+                     lambda p, x, data=None: _gearbox_values(p, x),
+                     lambda p, x: pack_words(_gearbox_values(p, x), p["WIDTH"], p["IN_LANES"]),
+                     lambda p, y: pack_words(np.asarray(y).reshape(-1), p["WIDTH"], p["OUT_LANES"]),
+                     examples=({"WIDTH": 16, "IN_LANES": 16, "OUT_LANES": 8},))  # a wide engine into an 8-lane stream
+
+
 # ---- sasa_core -----------------------------------------------------------------------------------
 def _sasa_check(p: dict[str, int]) -> None:
     try:
@@ -463,7 +508,8 @@ SASA_CORE = Block("sasa_core", TOP, tuple(SOURCES), _sasa_check,
                                  THETA_O=128, DWC=1, ACC_BITS=32, W_BITS=8, DWC_SHIFT=-2),))
 
 BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE, EVENT_ENCODER,
-                                                STREAM_FIFO, FORK_JOIN, FRAME_REPEAT, SASA_CORE)}
+                                                STREAM_FIFO, FORK_JOIN, FRAME_REPEAT, LANE_GEARBOX,
+                                                SASA_CORE)}
 
 
 def get_block(name: str) -> Block:

@@ -1,6 +1,7 @@
-"""Per-layer lanes (saformer.rtl_sim.balance): which engines must share lanes, the stage loads as
-the blocks' own cycle models, a balancer that meets its target, and a balanced top that is
-bit-exact and runs at its slowest stage (the engines' input FIFOs decouple the pipeline)."""
+"""Per-layer lanes (saformer.rtl_sim.balance): which engines' streams meet, the gearboxes between an
+engine and a stream of other lanes, the stage loads as the blocks' own cycle models, a balancer
+that meets its target, and a balanced top that is bit-exact and runs at its slowest stage (the
+engines' input FIFOs decouple the pipeline)."""
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def digits(qat_runs):
     return ex, x, logits, traces
 
 
-def test_engines_whose_streams_meet_share_lanes(digits):
+def test_engines_whose_streams_meet_form_groups(digits):
     ex = digits[0]
     groups = lane_groups(ex.graph)
     residual = {"sps.convs.3", "sps.rpe", *(f"blocks.{i}.{m}" for i in range(2) for m in ("attn.proj", "mlp.fc2"))}
@@ -57,8 +58,8 @@ def test_the_balancer_meets_its_target_with_the_fewest_lanes_first(digits):
     loose, tight = balance_lanes(ex, x, traces, 60_000), balance_lanes(ex, x, traces, 20_000)
     for b in (loose, tight):
         assert b.met and max(b.loads.values()) <= b.target and b.slowest_cycles == max(b.loads.values())
-        for members in b.groups.values():
-            assert len({b.engine_lanes[m] for m in members}) == 1
+    # engines whose streams meet are chosen apart: the residual stream's engines differ
+    assert len({tight.engine_lanes[m] for m in tight.groups["sps.convs.3"]}) > 1
     assert all(tight.engine_lanes[k] >= v for k, v in loose.engine_lanes.items())
     assert sum(tight.engine_lanes.values()) > sum(loose.engine_lanes.values())
     unreachable = balance_lanes(ex, x, traces, 1, max_lanes=4)
@@ -73,8 +74,26 @@ def test_engine_lanes_that_do_not_divide_or_name_no_layer_are_refused(digits, tm
         generate_top(ex, HardwareConfig(engine_lanes=(("sps.rpe", 5),)), None)
     with pytest.raises(ConfigError, match=r"names \['nope'\], not synaptic layers"):
         generate_top(ex, HardwareConfig(engine_lanes=(("nope", 2),)), None)
-    with pytest.raises(ConfigError, match="joins streams of 8 and 16 lanes"):  # proj apart from the residual stream
-        generate_top(ex, HardwareConfig(engine_lanes=(("blocks.0.attn.proj", 16),)), None)
+
+
+def test_an_engine_reaches_a_stream_of_other_lanes_through_a_gearbox(digits):
+    """The residual stream runs at its narrowest engine's lanes; wider engines drain into it through
+    a lane_gearbox, whose pace their stage load takes."""
+    ex, x, _, traces = digits
+    gears = lambda d: {b["node"]: (b["params"]["IN_LANES"], b["params"]["OUT_LANES"])  # noqa: E731
+                       for b in d.blocks if b["block"] == "lane_gearbox"}
+    assert gears(generate_top(ex, HardwareConfig(lanes=8), None)) == {}
+    wide = generate_top(ex, HardwareConfig(lanes=8, engine_lanes=(("blocks.0.attn.proj", 16),)), None)
+    assert gears(wide) == {"blocks.0.attn.proj": (16, 8)}
+    narrow = generate_top(ex, HardwareConfig(lanes=8, engine_lanes=(("blocks.0.attn.proj", 2),)), None)
+    residual = lane_groups(ex.graph)["sps.convs.3"]
+    assert gears(narrow) == {m: (8, 2) for m in residual if m != "blocks.0.attn.proj"}
+    # a dense block of the residual stream now moves 2 values a cycle; an engine drains at that pace
+    sat = next(b for b in narrow.blocks if b["block"] == "sat_add")
+    assert sat["params"]["LANES"] == 2
+    loads, base = stage_loads(narrow, ex, x, traces), stage_loads(generate_top(ex, HardwareConfig(lanes=8), None), ex, x, traces)
+    fc2 = "u_blocks_1_mlp_fc2"  # 16 tokens x 4 steps x 64 outputs: 8 drain cycles a token at 8 lanes, 32 at 2
+    assert (loads[fc2] - base[fc2] == 4 * 16 * (64 // 2 - 64 // 8)).all()
 
 
 def test_a_balanced_top_is_bit_exact_and_runs_at_its_slowest_stage(digits, tmp_path):
@@ -82,6 +101,7 @@ def test_a_balanced_top_is_bit_exact_and_runs_at_its_slowest_stage(digits, tmp_p
     b = balance_lanes(ex, x, traces, 30_000)
     design, harness, _ = build_top(ex, b.hardware(HardwareConfig()), tmp_path)
     assert {d["node"]: d["params"]["LANES"] for d in design.blocks if d["block"] == "syn_engine"} == b.engine_lanes
+    assert any(d["block"] == "lane_gearbox" for d in design.blocks)  # engines of other lanes than their streams
     r = run_top(design, harness, x)
     assert np.array_equal(r.logits, gold)
     # back to back, the pipeline's cycles per image (the first holds the fill) are its slowest

@@ -12,6 +12,7 @@ from saformer.rtl_sim.blocks import BLOCKS
 from saformer.rtl_sim.synth import block_mul_cells, synthesize_block
 from tests.rtl_sim.test_blocks import ADD_GEOMETRIES, LIF_GEOMETRIES, POOL_GEOMETRIES
 from tests.rtl_sim.test_event_encoder import GEOMETRIES as ENCODER_GEOMETRIES
+from tests.rtl_sim.test_lane_gearbox import CASES as GEARBOX
 from tests.rtl_sim.test_stream_plumbing import CASES as PLUMBING
 from tests.rtl_sim.test_sasa_core import SMALL
 from tests.rtl_sim.test_syn_engine import FIRST_CONV, GEOMETRIES
@@ -19,7 +20,7 @@ from tests.rtl_sim.test_syn_engine import FIRST_CONV, GEOMETRIES
 TESTED = {"sasa_core": [dataclasses.asdict(SMALL)], "lif_unit": LIF_GEOMETRIES, "sat_add": ADD_GEOMETRIES,
           "maxpool": POOL_GEOMETRIES, "skid_buffer": [{"WIDTH": 20}], "event_encoder": list(ENCODER_GEOMETRIES.values()),
           **{name: [p for n, p in PLUMBING if n == name] for name in ("stream_fifo", "fork_join", "frame_repeat")},
-          "syn_engine": [{**g, "ACC_BITS": 16} for g in [*GEOMETRIES.values(), FIRST_CONV]]}
+          "syn_engine": [{**g, "ACC_BITS": 16} for g in [*GEOMETRIES.values(), FIRST_CONV]], "lane_gearbox": GEARBOX}
 
 
 def test_every_block_has_examples_and_tested_geometries():
