@@ -3,10 +3,12 @@ images against the golden model, cycles and latency, and whether its memories fi
 at 8- and 4-bit weights.
 
     python benchmarks/accel_cifar.py --data-dir DATA --export-8 E8 --export-4 E4 [--lanes 16 | --target-cycles N]
-        [--images 8] [--jobs 2]
+        [--images 8] [--jobs 2] [--synth]
 
---target-cycles has the balancer choose every engine's lanes (saformer.rtl_sim.balance) on the
-simulated images; --lanes gives every engine the same.
+--target-cycles has the balancer choose every engine's lanes (saformer.rtl_sim.balance.balance_to_cycles:
+until the exact cycle model's mean over the simulated images is at most N); --lanes gives every
+engine the same. --synth adds the 8-bit top's UltraScale+ resources from Yosys (synth_xilinx -family
+xcup), block by block (saformer.rtl_sim.synth.synthesize_top_by_block; about an hour on two cores).
 
 The exports may be of a freshly quantized model (random weights, BatchNorm calibrated); cycles of an
 event-driven design follow the firing rates, so the rates of the model simulated are written beside
@@ -30,6 +32,7 @@ from saformer.quant.export import load_export  # noqa: E402
 from saformer.quant.golden import GoldenModel  # noqa: E402
 from saformer.quant.stages import integer_batches  # noqa: E402
 from saformer.rtl_sim.accel import accelerate_export, generate_top, top_memories  # noqa: E402
+from saformer.rtl_sim.synth import synthesize_top_by_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # UltraScale+ parts (AMD DS891 / DS923): BRAM36 blocks, URAM blocks, LUTs, DSPs
@@ -73,6 +76,7 @@ def main() -> None:
     ap.add_argument("--clock-mhz", type=float, default=200.0)
     ap.add_argument("--target-cycles", type=int, help="lanes per engine chosen by the balancer for this target")
     ap.add_argument("--jobs", type=int, default=1, help="harness processes side by side")
+    ap.add_argument("--synth", action="store_true", help="UltraScale+ resources of the 8-bit top (Yosys, per block)")
     ap.add_argument("--work", default="build/accel_cifar")
     ap.add_argument("--out", default="results/accel_cifar", help="writes OUT.json and OUT.md")
     args = ap.parse_args()
@@ -106,13 +110,17 @@ def main() -> None:
                         "simulated_cycles_per_second": acc["simulated_cycles_per_second"],
                         "energy_uj_per_image": acc["energy"]["hardware"]["total_pj"] / 1e6,
                         "sop_model_uj_per_image": acc["energy"]["sop_model"]["energy_pj"] / 1e6,
-                        "firing_rates": rates, "mean_firing_rate": float(np.mean(list(rates.values())))})
+                        "firing_rates": rates, "mean_firing_rate": float(np.mean(list(rates.values()))),
+                        "cycle_model": {k: v for k, v in acc["cycle_model"].items() if not k.endswith("cycles_per_image")},
+                        "balance": {k: v for k, v in (acc.get("balance") or {}).items() if k != "groups"} or None})
+            if args.synth:
+                run["synthesis"] = synthesize_top_by_block(ex, hw, work / "synth_xcup", "xcup", jobs=2)
         result["runs"][bits] = run
         print(bits, json.dumps({k: v for k, v in run.items() if k not in ("firing_rates",)})[:1500], flush=True)
     out = ROOT / args.out
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     r8 = result["runs"][8]
-    lanes = (f"lanes per engine balanced for {args.target_cycles:,} cycles per stage, "
+    lanes = (f"lanes per engine balanced for {args.target_cycles:,} cycles per image, "
              f"{sum(r8['engine_lanes'].values())} in all" if args.target_cycles else f"{args.lanes} lanes")
     lines = [f"# The whole accelerator at CIFAR geometry (saformer-4-384, T=4, {lanes})", "",
              "Command: `python benchmarks/accel_cifar.py " + " ".join(sys.argv[1:]) + "`", "",
@@ -126,6 +134,14 @@ def main() -> None:
              f"{r8['cycles_per_image']['min']:,}, max {r8['cycles_per_image']['max']:,}); "
              f"{r8['latency_ms_at_clock']:.2f} ms at {args.clock_mhz:g} MHz "
              "(bar: 53 ms for Spikformer-1-384 on a ZU7EV at 200 MHz; target under 5 ms).",
+             f"- Cycle model (from the golden spikes, no RTL): "
+             + (f"equal to the simulation on all {r8['cycle_model']['images']} images"
+                if r8["cycle_model"]["exact"] else f"**differs** on {r8['cycle_model']['mismatching_count']} images")
+             + f" ({r8['cycle_model']['seconds']:.0f} s).",
+             *([f"- Lanes balanced until the cycle model's mean over {r8['balance']['model_images']} images "
+                f"(behind the first) was {r8['balance']['model_mean_cycles']:,.0f} cycles: each image's slowest stage "
+                f"balanced for {r8['balance']['stage_bound']:,} in {r8['balance']['rounds']} round(s) "
+                + ("(met)." if r8["balance"]["met"] else "(**not met**).")] if r8.get("balance") else []),
              f"- Simulation: {r8['simulated_cycles_per_second'] / 1e6:.2f} M cycles/s.",
              f"- Energy per image from the accelerator's activity: {r8['energy_uj_per_image']:.1f} uJ "
              f"(the SOP model: {r8['sop_model_uj_per_image']:.1f} uJ).", "",
@@ -141,6 +157,22 @@ def main() -> None:
                      f"{m['with_uram']['uram']} URAM | " + " | ".join(cells) + " |")
     lines += ["", "Memory by kind (Mbit, 8-bit weights): " + ", ".join(
         f"{k} {v / 1e6:.2f}" for k, v in sorted(r8["memory"]["bits"].items(), key=lambda kv: -kv[1])) + "."]
+    syn = r8.get("synthesis")
+    if syn:
+        res = syn["resources"]
+        lut_bar, zu7_lut = 143_886, PARTS["XCZU7EV"][2]
+        lines += ["", f"Resources, Yosys `synth_xilinx -family xcup`, the 8-bit top summed over its {syn['blocks']} blocks "
+                  f"({syn['distinct']} distinct ones synthesized, each with a fixed random memory pattern; no optimization "
+                  "crosses a block's registered ports):", "",
+                  "| LUT | FF | CARRY8 | LUT-RAM | BRAM36 + BRAM18 | URAM | DSP |", "|---|---|---|---|---|---|---|",
+                  f"| {res.get('LUT', 0):,} | {res.get('FF', 0):,} | {res.get('CARRY', 0):,} | {res.get('LUTRAM', 0):,} | "
+                  f"{res.get('BRAM36', 0):,} + {res.get('BRAM18', 0):,} | {res.get('URAM', 0):,} | {res.get('DSP', 0):,} |", "",
+                  f"- LUTs against the bar (Spikformer-1-384 on a ZU7EV: 143,886 LUT): {res.get('LUT', 0) / lut_bar:.2f}x; "
+                  f"against the ZU7EV's {zu7_lut:,}: {100 * res.get('LUT', 0) / zu7_lut:.0f}%.",
+                  "- Largest blocks (LUT, all instances): " + ", ".join(
+                      f"{row['module']} x{row['instances']} {row['instances'] * row['resources'].get('LUT', 0):,}"
+                      for row in sorted(syn["by_block"], key=lambda r: -r["instances"] * r["resources"].get("LUT", 0))[:6])
+                  + "."]
     if args.target_cycles:
         lines += ["", "Lanes per engine: " + ", ".join(f"{k} {v}" for k, v in r8["engine_lanes"].items()) + "."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -418,7 +418,8 @@ def cmd_accel(args: argparse.Namespace) -> int:
                           args.data_dir, layer_images=args.layer_images, target_cycles=args.target_cycles,
                           jobs=args.jobs)
     print((Path(args.out) / ACCEL_MD).read_text())
-    return 0 if r["bit_exact"] and r["layers_bit_exact"] and (r["stalls"] or {}).get("bit_exact", True) else 1
+    return 0 if (r["bit_exact"] and r["layers_bit_exact"] and (r["stalls"] or {}).get("bit_exact", True)
+                 and r["cycle_model"]["exact"]) else 1
 
 
 def _hls_options(args: argparse.Namespace):
@@ -645,10 +646,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lanes of every engine (the largest divisor of its outputs up to this); the SASA cores' P")
     p.add_argument("--engine-lanes", metavar="LAYER=N[,LAYER=N...]",
                    help="lanes of named engines (graph node names, e.g. sps.convs.3=32), overriding --lanes; "
-                        "engines whose streams meet (a residual add, SASA's K and Q) need equal lanes")
+                        "an engine of other lanes than the stream it feeds reaches it through a lane gearbox")
     p.add_argument("--target-cycles", type=POSITIVE, metavar="N",
-                   help="choose every engine's lanes, fewest first, so that no stage takes more than N cycles "
-                        "per image on average (the golden spikes of the first test images; saformer.rtl_sim.balance)")
+                   help="choose every engine's lanes, fewest first, until the pipeline takes at most N cycles per "
+                        "image on average as the exact cycle model computes it on the first test images "
+                        "(saformer.rtl_sim.balance.balance_to_cycles)")
     p.add_argument("--images", type=POSITIVE, help="the first N test images (default: the whole test set)")
     p.add_argument("--layer-images", type=NON_NEGATIVE, default=2,
                    help="images whose spikes inside the network (SPS, every SASA core, the head's LIF) are "

@@ -51,6 +51,9 @@ HDL, BLOCKS = "saformer/rtl_sim/hdl/", "saformer/rtl_sim/blocks.py"
 ENGINE_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_syn_engine_equals_the_contract",)
 BLOCK_TESTS = ("tests/rtl_sim/test_blocks.py",)
 PLUMBING_TESTS = ("tests/rtl_sim/test_stream_plumbing.py::test_plumbing_passes_every_beat_with_its_cycle_model",)
+TOP_MODEL = "saformer/rtl_sim/cycle_model.py"
+TOP_MODEL_TESTS = ("tests/rtl_sim/test_cycle_model.py::test_without_engine_fifos_at_two_lanes_every_beat_is_predicted",
+                   "tests/rtl_sim/test_accel.py::test_the_top_equals_the_golden_model_and_a_flipped_weight_bit_is_caught")
 ENCODER_TESTS = ("tests/rtl_sim/test_event_encoder.py::test_event_encoder_writes_the_engines_events",)
 
 
@@ -190,6 +193,14 @@ MUTANTS = [
     # ---- cycle model ---------------------------------------------------------------------------------
     Mutant("cycles-total-off-by-one", CORE, "total=(steps + 1) * b + 3,", "total=(steps + 1) * b + 2,",
            "cycle model one cycle short", RTL_TESTS[:1]),
+    # the accelerator's exact cycle model (saformer/rtl_sim/cycle_model.py) against the whole top
+    Mutant("top-model-engine-fifo-deeper", TOP_MODEL, "t = max(t, out_xfer[j - 4] + 1)", "t = max(t, out_xfer[j - 5] + 1)",
+           "the model's engine output FIFO holds 5 beats, not 4", TOP_MODEL_TESTS),
+    Mutant("top-model-skid-deeper", TOP_MODEL, "    return max(t, v[m - 2] + 1) if m >= 2 else t",
+           "    return t", "the model's skid buffers never fill: encoders, forks, joins never wait for them",
+           TOP_MODEL_TESTS),
+    Mutant("top-model-sasa-three-steps", TOP_MODEL, "if step >= 2 and pos == 0:", "if step >= 3 and pos == 0:",
+           "the model lets the SASA core hold three steps in flight, not two", TOP_MODEL_TESTS),
 ]
 
 

@@ -86,6 +86,11 @@ def bit_exactness(m: dict[str, Any]) -> list[dict[str, Any]]:
                  "verdict": _verdict(acc is not None, acc and acc["bit_exact"], acc and acc["images"]),
                  "detail": f"{_count(acc['images'], 'image')}, {acc['blocks']} blocks at {lanes_phrase(acc)}"
                  if acc else "", "source": SOURCES["accel"]})
+    cm = (acc or {}).get("cycle_model")
+    if cm:
+        rows.append({"comparison": "cycle model vs RTL accelerator: cycles of every image",
+                     "verdict": _verdict(True, cm["exact"], cm["images"]),
+                     "detail": f"{_count(cm['images'], 'image')}, from the golden spikes alone", "source": SOURCES["accel"]})
     st = (acc or {}).get("stalls")
     if st:
         rows.append({"comparison": "RTL accelerator vs golden: logits with random stalls",
@@ -188,6 +193,19 @@ def plots(run: Path, m: dict[str, Any], en: dict[str, Any] | None) -> list[str]:
         fig.savefig(run / "energy.png", dpi=110)
         plt.close(fig)
         written.append("energy.png")
+    cm = (m.get("accel") or {}).get("cycle_model")
+    if cm:
+        cycles = cm["steady_cycles_per_image"]  # each shard's first image (the pipeline fill) left out
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.hist(cycles, bins=min(40, max(5, len(cycles) // 5)), color="tab:purple")
+        ax.set_xlabel("cycles per image (images back to back)")
+        ax.set_ylabel("images")
+        ax.set_title("Accelerator: cycles per image (cycle model = Verilator)" if cm["exact"]
+                     else "Accelerator: cycles per image (cycle model, NOT equal to Verilator)")
+        fig.tight_layout()
+        fig.savefig(run / "accel_cycles.png", dpi=110)
+        plt.close(fig)
+        written.append("accel_cycles.png")
     sweep = (m.get("sweep") or {}).get("rows")
     if sweep:
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -231,7 +249,10 @@ def render(r: dict[str, Any]) -> str:
                 f"simulated end to end (Verilator): {verdict}{layers}. RTL accuracy "
                 f"{_pct(acc['accuracy_rtl'])} = golden {_pct(acc['accuracy_golden'])} on these images. Cycles per image "
                 f"(back to back): median {c['median']:,.0f}, min {c['min']:,}, max {c['max']:,}; "
-                f"{acc['latency_us_at_clock']:,.1f} us at {acc['hardware']['clock_mhz']:g} MHz. "
+                f"{acc['latency_us_at_clock']:,.1f} us at {acc['hardware']['clock_mhz']:g} MHz"
+                + (("; the cycle model predicts every image's cycles exactly" if acc["cycle_model"]["exact"] else
+                    f"; the cycle model **differs** on {acc['cycle_model']['mismatching_count']} images")
+                   if acc.get("cycle_model") else "") + ". "
                 "All test images: `saformer flow --accel-images 0` or `saformer accel`.\n"]
         e = acc.get("energy")
         if e:

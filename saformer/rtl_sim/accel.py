@@ -42,6 +42,7 @@ from saformer.rtl_sim.blocks import BLOCKS, SYN_ENGINE, engine_from_export, even
 from saformer.rtl_sim.core import HDL_DIR, params_from_export, write_dwc_file
 
 TOP = "saformer_top"
+TRACE_BATCH = 64  # images per traced golden pass in accelerate_export (a CIFAR image's traces are ~MBs)
 
 
 @dataclass
@@ -68,6 +69,9 @@ class TopDesign:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     output: str = "logits"  # the node whose values leave the top
     out_beats_per_image: int = 1
+    streams: dict[str, Stream] = field(default_factory=dict)  # every stream by wire: the cycle model's edges
+    input_wire: str = "img"
+    output_wire: str = ""
 
 
 def _largest_divisor(n: int, at_most: int) -> int:
@@ -93,7 +97,8 @@ class _Builder:
         self.decls: list[str] = []
         self.body: list[str] = []
         self.blocks: list[dict[str, Any]] = []
-        self.streams: dict[str, Stream] = {}
+        self.streams: dict[str, Stream] = {}  # graph node -> its stream
+        self.wires: dict[str, Stream] = {}  # wire -> stream
         self.taps: dict[tuple[str, str], Stream] = {}  # (producer, consumer) -> the consumer's copy
         self.sources: set[str] = set()
         self.node: str | None = None  # the graph node being built: every block records it
@@ -102,14 +107,17 @@ class _Builder:
     # ---- wires and instances ---------------------------------------------------------------------
     def stream(self, wire: str, width: int, lanes: int, beats: int, static: bool = False) -> Stream:
         self.decls.append(f"    logic {wire}_valid, {wire}_ready;\n    logic [{width - 1}:0] {wire}_data;")
-        return Stream(wire, width, lanes, beats, static)
+        self.wires[wire] = Stream(wire, width, lanes, beats, static)
+        return self.wires[wire]
 
     def instance(self, block: str, module: str, name: str, params: dict[str, Any], ports: dict[str, str]) -> None:
         self.sources.update(str(s) for s in BLOCKS[block].sources)
         ps = ", ".join(f".{k}({_literal(v)})" for k, v in params.items())
         cs = ", ".join(f".{k}({v})" for k, v in ports.items())
         self.body.append(f"    {module} #({ps}) u_{name} (.clk, .rst, {cs});")
-        self.blocks.append({"instance": f"u_{name}", "block": block, "params": params, "node": self.node})
+        self.blocks.append({"instance": f"u_{name}", "block": block, "module": module, "params": params, "node": self.node,
+                            "ports": {p[:-len("_valid")]: w[:-len("_valid")] for p, w in ports.items()
+                                      if p.endswith("_valid")}})  # {s / m / s0 / m1 ...: its stream's wire}
 
     def one_to_one(self, block: str, module: str, name: str, params: dict, src: Stream, dst: Stream) -> None:
         self.instance(block, module, name, params, {
@@ -163,6 +171,7 @@ class _Builder:
     def _input(self, node) -> Stream:
         c, h, w = node.shape
         s = Stream("img", c * self.q.input_bits, c, h * w, self.static_input)
+        self.wires["img"] = s
         self.body.append("    assign img_valid = s_valid;\n    assign s_ready = img_ready;\n    assign img_data = s_data;")
         self.decls.append(f"    logic img_valid, img_ready;\n    logic [{s.width - 1}:0] img_data;")
         return s
@@ -351,8 +360,9 @@ def generate_top(ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str |
                  f"//   {classes // out.lanes} beat(s) per image, in units of 2^-acc_frac of the head, equal to the golden model's.\n"
                  if logits else
                  f"// Output stream: the spikes of '{output}' (the network cut after it), {out.lanes} a beat, every step.\n")
-              + "// Cycle model: back to back, about its slowest stage's stall-free cycles per image (each\n"
-              "//   block's own model over the spikes: saformer.rtl_sim.balance.stage_loads; docs/accelerator.md).\n")
+              + "// Cycle model: exact, from the golden spikes: the cycle of every beat of every stream, from each\n"
+              "//   block's transfer equations (saformer.rtl_sim.cycle_model; docs/accelerator.md). Back to back, an\n"
+              "//   image takes about its slowest stage's stall-free cycles (saformer.rtl_sim.balance.stage_loads).\n")
     sv = "\n".join([header + "`default_nettype none\n",
                     f"module {TOP} (",
                     "    input  wire logic clk,",
@@ -379,7 +389,8 @@ def generate_top(ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str |
     sources = [s for s in sources if not s.endswith("fork_join_check.sv")]
     per_image = classes // out.lanes if logits else ex.cfg.time_steps * out.beats_per_step
     return TopDesign(sv, tuple(Path(s) for s in sources), img.lanes, ex.qcfg.input_bits, out.lanes,
-                     out.width // out.lanes, classes, static_input, b.blocks, output, per_image)
+                     out.width // out.lanes, classes, static_input, b.blocks, output, per_image, b.wires,
+                     img.wire, out.wire)
 
 
 @dataclass
@@ -533,7 +544,8 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
     from saformer.quant.export import load_export
     from saformer.quant.golden import GoldenModel
     from saformer.quant.stages import integer_batches
-    from saformer.rtl_sim.balance import balance_lanes, image_bound, stage_loads
+    from saformer.rtl_sim.balance import balance_to_cycles, image_bound, stage_loads
+    from saformer.rtl_sim.cycle_model import encoder_counts
     from saformer.rundir import write_json
 
     hw = hw or HardwareConfig()
@@ -552,12 +564,22 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
     traces = golden.forward(sample, trace=True)[1]
     balance = None
     if target_cycles is not None:
-        balance = balance_lanes(ex, sample, traces, target_cycles, hw=hw)
-        hw = balance.hardware(hw)
+        balance = balance_to_cycles(ex, sample, traces, target_cycles, hw=hw)
+        hw = balance.balance.hardware(hw)
     with ThreadPoolExecutor(max_workers=2) as pool:  # verilating is single-threaded: overlap two builds
         full = pool.submit(build_top, ex, hw, out / "build")
         cuts = [pool.submit(build_top, ex, hw, out / "build_cut" / _ident(n), output=n) for n in nodes]
-        gold = np.concatenate([golden.forward(x[i:i + 256])[0] for i in range(0, len(x), 256)])
+        # the logits, and what the cycle model needs of every image's spikes (the encoders'
+        # non-zero lanes per beat), batch by batch: no run holds every layer's trace of every image
+        shape = generate_top(ex, hw, None)
+        golds, counts = [], []
+        for i in range(0, len(x), TRACE_BATCH):
+            logits_i, traces_i = golden.forward(x[i:i + TRACE_BATCH], trace=True)
+            golds.append(logits_i)
+            counts.append(encoder_counts(shape, ex, x[i:i + TRACE_BATCH], traces_i))
+            del traces_i
+        gold = np.concatenate(golds)
+        counts = {k: np.concatenate([c[k] for c in counts]) for k in counts[0]}
         layer_rows = []
         if nodes:
             xs_ = x[:layer_images]
@@ -574,6 +596,7 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
         for obj in [*out.glob("build/harness_*"), *out.glob("build_cut/*/harness_*")]:
             shutil.rmtree(obj, ignore_errors=True)
     wrong = np.flatnonzero((r.logits != gold).any(axis=1))
+    model = cycle_model_check(design, ex, counts, r)
     energy = accel_energy(design, ex, sample, traces)
     raw_loads = stage_loads(design, ex, sample, traces)
     loads = {k: float(v.mean()) for k, v in raw_loads.items()}
@@ -595,14 +618,19 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
         "simulated_cycles_per_second": r.simulated / r.seconds if r.seconds else None,
         "simulated_cycles_per_second_per_process": r.simulated / r.process_seconds if r.process_seconds else None,
         "build_seconds": build_seconds, "layers": layer_rows, "energy": energy,
+        "cycle_model": model,
         "stalls": None if stalled is None else {
             "images": int(min(stall_images, len(x))), "p_idle": 0.2, "p_backpressure": 0.2,
             "bit_exact": bool(np.array_equal(stalled.logits, gold[:stall_images])), "cycles": stalled.total},
         "layers_bit_exact": all(row["bit_exact"] for row in layer_rows),
         "memory": memory_and_weight_stream(design, hw, float(np.median(cyc)), energy["activity"]["weight_read_bits"]),
         "engine_lanes": engine_lanes, "total_engine_lanes": int(sum(engine_lanes.values())),
-        "balance": None if balance is None else {"target_cycles": balance.target, "met": balance.met,
-                                                 "groups": balance.groups},
+        "balance": None if balance is None else {
+            "target_cycles": balance.target, "met": balance.met, "groups": balance.balance.groups,
+            # the stage bound balanced for, tightened round by round until the exact cycle model's
+            # mean over the sample's images (behind the first) met the target
+            "stage_bound": balance.bound, "rounds": balance.rounds, "model_images": int(len(balance.model_cycles)),
+            "model_mean_cycles": balance.mean_cycles},
         "stage_loads": {"images": int(len(sample)), "slowest": [{"instance": k, "mean_cycles": loads[k]}
                                                                  for k in slowest[:8]],
                         # the pipeline's mean cycles per image over its slowest stage's (1 = no loss)
@@ -615,6 +643,27 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
     write_json(out / ACCEL_FILE, report)
     (out / ACCEL_MD).write_text(accel_markdown(report))
     return report
+
+
+def cycle_model_check(design: TopDesign, ex, counts: dict[str, np.ndarray], run: TopRun) -> dict[str, Any]:
+    """The exact cycle model (saformer.rtl_sim.cycle_model) of a harness run, shard by shard (each
+    shard is a stream of its own), against the simulated cycles of every image."""
+    from saformer.rtl_sim.cycle_model import model_top
+
+    t0 = time.perf_counter()
+    starts = [*run.shard_starts, len(run.cycles_per_image)]
+    predicted, transfers = [], 0
+    for a, b in zip(starts[:-1], starts[1:]):
+        m = model_top(design, ex, {k: v[a:b] for k, v in counts.items()})
+        predicted.append(m.cycles_per_image)
+        transfers += m.transfers
+    predicted = np.concatenate(predicted)
+    wrong = np.flatnonzero(predicted != run.cycles_per_image)
+    steady = np.delete(predicted, list(run.shard_starts)) if len(predicted) > len(run.shard_starts) else predicted
+    return {"images": int(len(predicted)), "exact": not wrong.size, "mismatching_images": wrong[:20].tolist(),
+            "mismatching_count": int(wrong.size), "seconds": time.perf_counter() - t0, "transfers": transfers,
+            "predicted_cycles_per_image": predicted.tolist(), "steady_cycles_per_image": steady.tolist(),
+            "percentiles": {str(q): float(np.percentile(steady, q)) for q in (0, 10, 25, 50, 75, 90, 100)}}
 
 
 def top_memories(design: TopDesign) -> list[tuple[str, str, int, int]]:
@@ -703,6 +752,7 @@ def accel_markdown(r: dict[str, Any]) -> str:
         f"- Cycles per image, images streamed back to back: median {c['median']:,.0f} (min {c['min']:,}, "
         f"max {c['max']:,}); the first image {r['first_image_cycles']:,} (pipeline fill{shards}). "
         f"At {r['hardware']['clock_mhz']:g} MHz: {r['latency_us_at_clock']:,.1f} us per image.",
+        *_cycle_model_markdown(r.get("cycle_model")),
         *_lanes_markdown(r),
         f"- Simulation: {r['simulated_cycles']:,} cycles in {r['simulation_seconds']:.1f} s "
         f"({r['simulated_cycles_per_second'] / 1e6:.2f} M cycles/s{processes}); build {r['build_seconds']:.0f} s.",
@@ -716,6 +766,19 @@ def accel_markdown(r: dict[str, Any]) -> str:
            *(f"| {x['node']} | {x['images']} | {x['spikes']:,} | {x['values']:,} | "
              f"{'yes' if x['bit_exact'] else 'NO: ' + str(x['differing']) + ' differ'} |" for x in r["layers"]), ""]
           if r["layers"] else [])])
+
+
+def _cycle_model_markdown(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    p = c["percentiles"]
+    verdict = (f"equal to the simulation for **all {c['images']} images** (every image's cycles)" if c["exact"] else
+               f"**differs** from the simulation on {c['mismatching_count']} of {c['images']} images "
+               f"(first: {c['mismatching_images']})")
+    return [f"- Cycle model (`saformer.rtl_sim.cycle_model`: every block's transfer equations over the golden "
+            f"spikes, no RTL): {verdict}; {c['transfers']:,} transfers in {c['seconds']:.1f} s. Cycles per image "
+            f"over the images behind another: 10% {p['10']:,.0f}, 25% {p['25']:,.0f}, median {p['50']:,.0f}, "
+            f"75% {p['75']:,.0f}, 90% {p['90']:,.0f}."]
 
 
 def _memory_markdown(m: dict[str, Any] | None) -> list[str]:
@@ -746,8 +809,10 @@ def _lanes_markdown(r: dict[str, Any]) -> list[str]:
     if "stage_loads" not in r:
         return []
     sl, b = r["stage_loads"], r.get("balance")
-    chosen = (f"chosen by the balancer for a target of {b['target_cycles']:,} cycles per image (each image's slowest "
-              "stage, averaged) " + ("(met)" if b["met"] else "(**not met**: the stage furthest over it has no more lanes to take)")
+    chosen = (f"chosen by the balancer for a target of {b['target_cycles']:,} cycles per image "
+              + (f"(met: the exact cycle model's mean over {b['model_images']} images is {b['model_mean_cycles']:,.0f}, "
+                 f"balancing each image's slowest stage for {b['stage_bound']:,} in {b['rounds']} round(s))"
+                 if b["met"] else "(**not met**: the stage furthest over it has no more lanes to take)")
               if b else f"the largest divisor of each engine's outputs up to {r['hardware']['lanes']}")
     top = sl["slowest"][0]
     ratio = sl["pipeline_over_slowest"]

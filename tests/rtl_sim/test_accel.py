@@ -13,7 +13,8 @@ from saformer.config import HardwareConfig
 from saformer.quant.export import load_export
 from saformer.quant.golden import GoldenModel
 from saformer.quant.stages import integer_batches
-from saformer.rtl_sim.accel import build_top, generate_top, golden_stream, run_top
+from saformer.rtl_sim.accel import build_top, cycle_model_check, generate_top, golden_stream, run_top
+from saformer.rtl_sim.cycle_model import encoder_counts, model_top
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,20 @@ def test_the_top_equals_the_golden_model_and_a_flipped_weight_bit_is_caught(digi
     assert np.array_equal(sharded.logits, gold) and sharded.shard_starts == (0, 3)
     assert np.array_equal(sharded.cycles_per_image[:3], r.cycles_per_image[:3])
     assert sharded.steady_cycles().size == len(x) - 2 and sharded.simulated > r.simulated
+    # the cycle model, from the golden spikes alone: every output beat's cycle, so every image's
+    # cycles, equal to the simulation's; shard by shard for the sharded run
+    counts = encoder_counts(design, ex, x, traces)
+    model = model_top(design, ex, counts)
+    assert np.array_equal(model.cycles_per_image, r.cycles_per_image), (model.cycles_per_image, r.cycles_per_image)
+    assert model.out_cycles[-1] + 1 == r.total
+    assert cycle_model_check(design, ex, counts, sharded)["exact"]
+    # the comparison can fail: image 4 with every input of every engine non-zero takes longer
+    dense = {k: v.copy() for k, v in counts.items()}
+    for b in design.blocks:
+        if b["block"] == "event_encoder":
+            dense[b["node"]][4] = b["params"]["LANES"]
+    wrong = cycle_model_check(design, ex, dense, r)
+    assert not wrong["exact"] and wrong["mismatching_images"][0] == 4, wrong
     # the head's input channel that spikes most: its weight to class 0 gains 64 in the RTL's memory
     counts = traces["head_lif.s"].sum(axis=(0, 1, 2))
     channel = int(np.argmax(counts))
@@ -75,8 +90,12 @@ def test_a_top_cut_after_a_sasa_core_emits_the_golden_spikes(digits, tmp_path):
     of every image, equal to the golden model's trace."""
     ex, x, _, _, traces = digits
     design, harness, _ = build_top(ex, HardwareConfig(), tmp_path, output="blocks.0.attn")
-    got, want = run_top(design, harness, x[:2]).logits, golden_stream(ex, traces, "blocks.0.attn")[:2]
+    r = run_top(design, harness, x[:2])
+    got, want = r.logits, golden_stream(ex, traces, "blocks.0.attn")[:2]
     assert 0 < want.mean() < 1 and np.array_equal(got, want)
+    # every spike beat leaves at the cycle the model predicts
+    model = model_top(design, ex, {k: v[:2] for k, v in encoder_counts(design, ex, x, traces).items()})
+    assert np.array_equal(model.cycles_per_image, r.cycles_per_image)
 
 
 @pytest.mark.slow

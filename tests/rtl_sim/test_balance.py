@@ -13,8 +13,9 @@ from saformer.quant.export import load_export
 from saformer.quant.golden import GoldenModel
 from saformer.quant.stages import integer_batches
 from saformer.rtl_sim.accel import build_top, generate_top, run_top
-from saformer.rtl_sim.balance import _engine_input, balance_lanes, lane_groups, stage_loads
+from saformer.rtl_sim.balance import _engine_input, balance_lanes, balance_to_cycles, lane_groups, stage_loads
 from saformer.rtl_sim.blocks import BLOCKS
+from saformer.rtl_sim.cycle_model import encoder_counts, model_top
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +99,18 @@ def test_an_engine_reaches_a_stream_of_other_lanes_through_a_gearbox(digits):
 
 def test_a_balanced_top_is_bit_exact_and_runs_at_its_slowest_stage(digits, tmp_path):
     ex, x, gold, traces = digits
-    b = balance_lanes(ex, x, traces, 30_000)
+    exact = balance_to_cycles(ex, x, traces, 30_000)  # the stage bound, checked by the exact cycle model
+    b = exact.balance
+    assert exact.met and exact.mean_cycles <= 30_000 and b.image_bound <= exact.bound <= 30_000
     design, harness, _ = build_top(ex, b.hardware(HardwareConfig()), tmp_path)
     assert {d["node"]: d["params"]["LANES"] for d in design.blocks if d["block"] == "syn_engine"} == b.engine_lanes
     assert any(d["block"] == "lane_gearbox" for d in design.blocks)  # engines of other lanes than their streams
     r = run_top(design, harness, x)
     assert np.array_equal(r.logits, gold)
+    # the exact cycle model holds through the gearboxes
+    model = model_top(design, ex, encoder_counts(design, ex, x, traces))
+    assert np.array_equal(model.cycles_per_image, r.cycles_per_image), (model.cycles_per_image, r.cycles_per_image)
+    assert np.array_equal(exact.model_cycles, r.cycles_per_image)
     # back to back, the pipeline's cycles per image (the first holds the fill) are its slowest
     # stage's model within 10%: the stage loads predict the throughput
     per_image = r.cycles_per_image[1:].mean()
