@@ -244,11 +244,15 @@ def synthesize_top_by_block(ex, hw: HardwareConfig, work_dir: Path, target: str 
 
     if target not in TARGETS:
         raise SynthesisError(f"unknown target {target!r}; known: {list(TARGETS)}")
+    from saformer.rtl_sim.blocks import BLOCKS
+
     design = generate_top(ex, hw, None)
     distinct: dict[str, dict[str, Any]] = {}
     for b in design.blocks:
         params = {k: v for k, v in b["params"].items() if not k.endswith("_FILE")}
-        key = hashlib.sha256(json.dumps([b["module"], params, target, hw.memory_style], sort_keys=True).encode()).hexdigest()[:12]
+        hdl = [src.read_text() for src in BLOCKS[b["block"]].sources]  # a changed source is synthesized anew
+        key = hashlib.sha256(json.dumps([b["module"], params, target, hw.memory_style, hdl],
+                                        sort_keys=True).encode()).hexdigest()[:12]
         distinct.setdefault(key, {"module": b["module"], "block": b["block"], "params": params, "instances": []})
         distinct[key]["instances"].append(b["instance"])
     work = Path(work_dir).resolve()

@@ -79,11 +79,9 @@ module sasa_core #(
     // ---- the DWC branch's integers: weights at their own width, biases at the accumulator's ----
     logic signed [W_BITS-1:0] dwc_w [D * 9];
     logic signed [ACC_BITS-1:0] dwc_b [D];
-    initial begin  // zeros first in simulation (Yosys would unroll the loops word by word)
-`ifndef SYNTHESIS
+    initial begin
         for (int i = 0; i < D * 9; i++) dwc_w[i] = '0;
         for (int i = 0; i < D; i++) dwc_b[i] = '0;
-`endif
         if (DWC) begin
             $readmemh(DWC_FILE, dwc_w);
             $readmemh(DWC_BIAS_FILE, dwc_b);

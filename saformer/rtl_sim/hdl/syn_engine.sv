@@ -83,14 +83,15 @@ module syn_engine #(
     logic [LANES*W_BITS-1:0] wrom [WDEPTH];
     logic [AW-1:0] brom [CH];
     logic [AW-1:0] acc [ADEPTH];
-    // zeros first in simulation; synthesis takes the files, and the accumulators' zeros are the block
-    // RAM's power-up (Yosys unrolls an init loop word by word: minutes for a CIFAR-size ROM)
+    // zeros first (the accumulators' are the contract's start); the weight ROM's zeros only in
+    // simulation, where a file may be short: synthesis reads the whole file, and Yosys unrolls an
+    // init loop word by word (minutes for a CIFAR-size ROM)
     initial begin
 `ifndef SYNTHESIS
         for (int i = 0; i < WDEPTH; i++) wrom[i] = '0;
+`endif
         for (int i = 0; i < CH; i++) brom[i] = '0;
         for (int i = 0; i < ADEPTH; i++) acc[i] = '0;
-`endif
         if (WEIGHT_FILE != "") $readmemh(WEIGHT_FILE, wrom);
         if (BIAS_FILE != "") $readmemh(BIAS_FILE, brom);
     end
