@@ -60,8 +60,13 @@ Chain = Iterator[_Seq]  # a generator that yields the sequence it waits on
 class _Solver:
     def __init__(self) -> None:
         self.ready: deque = deque()
-        self.live: dict[int, tuple[str, Chain]] = {}
-        self.waiting: dict[int, _Seq] = {}
+        self.names: dict[int, str] = {}  # id(chain) -> its name, for a deadlock's report
+        self.seqs: list[_Seq] = []
+
+    def seq(self, name: str) -> _Seq:
+        s = _Seq(name)
+        self.seqs.append(s)
+        return s
 
     def put(self, s: _Seq, cycle: int) -> None:
         s.append(cycle)
@@ -70,25 +75,23 @@ class _Solver:
             s.waiters = []
 
     def chain(self, name: str, gen: Chain) -> None:
-        self.live[id(gen)] = (name, gen)
+        self.names[id(gen)] = name
         self.ready.append(gen)
 
     def run(self) -> None:
-        ready, live, waiting = self.ready, self.live, self.waiting
+        ready, live = self.ready, len(self.names)
+        popleft = ready.popleft
         while ready:
-            gen = ready.popleft()
-            waiting.pop(id(gen), None)
+            gen = popleft()
             try:
                 s = next(gen)
             except StopIteration:
-                del live[id(gen)]
+                live -= 1
                 continue
             s.waiters.append(gen)
-            waiting[id(gen)] = s
         if live:
-            stuck = [f"{name} waits on {waiting[k].name}[{len(waiting[k])}]" for k, (name, _) in live.items()
-                     if k in waiting][:8]
-            raise CycleModelError(f"cycle model: {len(live)} chains wait on each other (a deadlock): " + "; ".join(stuck))
+            stuck = [f"{self.names[id(g)]} waits on {s.name}[{len(s)}]" for s in self.seqs for g in s.waiters][:8]
+            raise CycleModelError(f"cycle model: {live} chains wait on each other (a deadlock): " + "; ".join(stuck))
 
 
 # ---- the chains: one per independent recurrence of a block --------------------------------------
@@ -446,8 +449,8 @@ def model_top(design, ex, counts: dict[str, np.ndarray]) -> ModelRun:
         raise ConfigError(f"cycle model: the encoders' counts cover different numbers of images: {sorted(images)}")
     images, t_steps = images.pop(), ex.cfg.time_steps
     sv = _Solver()
-    offer = {w: _Seq(f"{w}.offer") for w in design.streams}
-    xfer = {w: _Seq(f"{w}.xfer") for w in design.streams}
+    offer = {w: sv.seq(f"{w}.offer") for w in design.streams}
+    xfer = {w: sv.seq(f"{w}.xfer") for w in design.streams}
 
     def beats(wire: str) -> int:
         s = design.streams[wire]
@@ -467,23 +470,23 @@ def model_top(design, ex, counts: dict[str, np.ndarray]) -> ModelRun:
             sv.chain(name, _register(sv, beats(s), offer[s], xfer[s], offer[m], xfer[m], produces))
         elif kind == "stream_fifo":
             s, m = ports["s"], ports["m"]
-            pop = _Seq(f"{name}.pop")
+            pop = sv.seq(f"{name}.pop")
             sv.chain(f"{name}.push", _fifo_push(sv, beats(s), p["DEPTH"], offer[s], xfer[s], pop))
             sv.chain(f"{name}.pop", _shown(sv, beats(s), xfer[s], 2, offer[m], xfer[m], pop))
         elif kind == "fork_join" and "s0" not in ports:  # stream_fork
             s, m0, m1 = ports["s"], ports["m0"], ports["m1"]
-            u0, u1 = _Seq(f"{name}.u0"), _Seq(f"{name}.u1")
+            u0, u1 = sv.seq(f"{name}.u0"), sv.seq(f"{name}.u1")
             sv.chain(name, _fork(sv, beats(s), offer[s], xfer[s], u0, xfer[m0], u1, xfer[m1]))
             sv.chain(f"{name}.out0", _shown(sv, beats(s), u0, 1, offer[m0], xfer[m0]))
             sv.chain(f"{name}.out1", _shown(sv, beats(s), u1, 1, offer[m1], xfer[m1]))
         elif kind == "fork_join":  # stream_join
             s0, s1, m = ports["s0"], ports["s1"], ports["m"]
-            u = _Seq(f"{name}.u")
+            u = sv.seq(f"{name}.u")
             sv.chain(name, _join(sv, beats(s0), offer[s0], xfer[s0], offer[s1], xfer[s1], u, xfer[m]))
             sv.chain(f"{name}.out", _shown(sv, beats(s0), u, 1, offer[m], xfer[m]))
         elif kind == "frame_repeat":
             s, m = ports["s"], ports["m"]
-            u = _Seq(f"{name}.u")
+            u = sv.seq(f"{name}.u")
             frames = beats(s) // p["BEATS"]
             sv.chain(name, _frame_repeat(sv, frames, p["BEATS"], p["TIMES"], offer[s], xfer[s], u, xfer[m]))
             sv.chain(f"{name}.out", _shown(sv, frames * p["BEATS"] * p["TIMES"], u, 1, offer[m], xfer[m]))
@@ -492,13 +495,13 @@ def model_top(design, ex, counts: dict[str, np.ndarray]) -> ModelRun:
             lcm = int(np.lcm(p["IN_LANES"], p["OUT_LANES"]))
             k_in, k_out = lcm // p["IN_LANES"], lcm // p["OUT_LANES"]
             groups = beats(s) // k_in
-            moved = _Seq(f"{name}.moved")
+            moved = sv.seq(f"{name}.moved")
             sv.chain(f"{name}.in", _gearbox_in(sv, groups, k_in, k_out, offer[s], xfer[s], moved, xfer[m]))
             sv.chain(f"{name}.out", _gearbox_out(sv, groups, k_out, moved, offer[m], xfer[m]))
         elif kind == "event_encoder":
             s, m = ports["s"], ports["m"]
             e = inputs[node.name]
-            u = _Seq(f"{name}.u")
+            u = sv.seq(f"{name}.u")
             sv.chain(name, _encoder(sv, e.counts, e.ends, offer[s], xfer[s], u, xfer[m]))
             sv.chain(f"{name}.out", _shown(sv, len(e.kinds), u, 1, offer[m], xfer[m]))
         elif kind == "syn_engine":
@@ -507,7 +510,7 @@ def model_top(design, ex, counts: dict[str, np.ndarray]) -> ModelRun:
             ch = p["OUT"] // p["LANES"]
             taps = p["KERNEL"] ** 2
             pos = p["H"] * p["W"] if p["KERNEL"] == 3 else 1
-            start, drained, issue = _Seq(f"{name}.start"), _Seq(f"{name}.drained"), _Seq(f"{name}.issue")
+            start, drained, issue = sv.seq(f"{name}.start"), sv.seq(f"{name}.drained"), sv.seq(f"{name}.issue")
             sv.chain(f"{name}.take", _engine_take(sv, e.kinds, taps * ch, offer[s], xfer[s], start, drained))
             sv.chain(f"{name}.drain", _engine_drain(sv, e.groups, pos * ch, start, drained, issue, xfer[m]))
             sv.chain(f"{name}.out", _shown(sv, e.groups * pos * ch, issue, 2, offer[m], xfer[m]))  # its output FIFO
@@ -515,9 +518,9 @@ def model_top(design, ex, counts: dict[str, np.ndarray]) -> ModelRun:
             s, m = ports["s"], ports["m"]
             per_step = p["N"] * p["D"] // p["P"]
             n = beats(s)
-            a_done, b_done = _Seq(f"{name}.a_done"), _Seq(f"{name}.b_done")
-            y_offer, y_xfer = _Seq(f"{name}.y.offer"), _Seq(f"{name}.y.xfer")
-            o_offer, u = _Seq(f"{name}.o.offer"), _Seq(f"{name}.u")
+            a_done, b_done = sv.seq(f"{name}.a_done"), sv.seq(f"{name}.b_done")
+            y_offer, y_xfer = sv.seq(f"{name}.y.offer"), sv.seq(f"{name}.y.xfer")
+            o_offer, u = sv.seq(f"{name}.o.offer"), sv.seq(f"{name}.u")
             sv.chain(f"{name}.in", _sasa_in(sv, n, per_step, offer[s], xfer[s], a_done, b_done))
             sv.chain(f"{name}.out", _sasa_out(sv, n, per_step, a_done, b_done, y_offer, y_xfer))
             sv.chain(f"{name}.lif_o", _register(sv, n, y_offer, y_xfer, o_offer, u))
