@@ -441,11 +441,13 @@ def build_top(ex, hw: HardwareConfig, build_dir: Path, static_input: bool = True
 
 
 def run_top(design: TopDesign, harness, x_int: np.ndarray, run_dir: Path | None = None, p_idle: float = 0.0,
-            p_backpressure: float = 0.0, seed: int = 0, jobs: int = 1) -> TopRun:
+            p_backpressure: float = 0.0, seed: int = 0, jobs: int = 1, ready_every: int = 0) -> TopRun:
     """Stream the images ``x_int`` through a built top, image after image (stall-free unless the
     input idles / the output back-pressures with the given probabilities, seeded). ``jobs`` > 1
     splits the images into that many contiguous shards, each streamed by its own harness process
-    side by side (a bulk run on several cores; every shard's first image includes a pipeline fill)."""
+    side by side (a bulk run on several cores; every shard's first image includes a pipeline fill).
+    ``ready_every`` = K: the logits are taken on every K-th cycle only (a fixed back-pressure the
+    cycle model follows: model_top's ``ready_every``)."""
     from saformer.rtl_sim.beats import unpack, unpack_words
 
     n = len(x_int)
@@ -456,7 +458,8 @@ def run_top(design: TopDesign, harness, x_int: np.ndarray, run_dir: Path | None 
     def one(k: int, idx: np.ndarray):
         beats = image_beats(design, x_int[idx[0]:idx[-1] + 1])
         return harness.run(beats, len(idx) * per_image, p_idle, p_backpressure, seed + k,
-                           timeout=50_000_000 * len(idx), run_dir=base if len(shards) == 1 else base / f"shard{k}")
+                           timeout=50_000_000 * len(idx), run_dir=base if len(shards) == 1 else base / f"shard{k}",
+                           ready_every=ready_every)
 
     t0 = time.perf_counter()
     if len(shards) == 1:

@@ -109,12 +109,13 @@ def _source(sv: _Solver, n: int, offer: _Seq, xfer: _Seq) -> Chain:
         sv.put(offer, xfer[k - 1] + 1)
 
 
-def _sink(sv: _Solver, n: int, offer: _Seq, xfer: _Seq) -> Chain:
-    """The harness's output: m_ready held high, a beat moves when offered."""
+def _sink(sv: _Solver, n: int, offer: _Seq, xfer: _Seq, every: int = 1) -> Chain:
+    """The harness's output: m_ready on every ``every``-th cycle (1: held high), a beat moves at the
+    first such cycle it is offered."""
     for k in range(n):
         while len(offer) <= k:
             yield offer
-        sv.put(xfer, offer[k])
+        sv.put(xfer, -(-offer[k] // every) * every)
 
 
 def _register(sv: _Solver, n: int, in_offer: _Seq, in_xfer: _Seq, out_offer: _Seq, out_xfer: _Seq,
@@ -437,10 +438,13 @@ class ModelRun:
     transfers: int  # beats moved on all streams together: the model's work
 
 
-def model_top(design, ex, counts: dict[str, np.ndarray]) -> ModelRun:
+def model_top(design, ex, counts: dict[str, np.ndarray], ready_every: int = 1) -> ModelRun:
     """The cycle of every output beat of ``design`` (saformer.rtl_sim.accel.generate_top) when
-    images stream through it back to back with no stalls, from their encoders' ``counts``
-    (encoder_counts): equal to run_top's on those images, beat for beat."""
+    images stream through it back to back with no input stalls, from their encoders' ``counts``
+    (encoder_counts): equal to run_top's on those images, beat for beat. ``ready_every`` = K: the
+    output is taken on every K-th cycle only (run_top's fixed back-pressure)."""
+    if not isinstance(ready_every, int) or ready_every < 1:
+        raise ConfigError(f"cycle model: ready_every must be a positive integer, got {ready_every!r}")
     encoders = _encoders(design)
     if set(counts) != set(encoders):
         raise ConfigError(f"cycle model: counts for {sorted(counts)}, but the design's encoders are {sorted(encoders)}")
@@ -530,7 +534,7 @@ def model_top(design, ex, counts: dict[str, np.ndarray]) -> ModelRun:
             raise CycleModelError(f"cycle model: no model of block '{kind}' ({name})")
     n_out = images * design.out_beats_per_image
     sv.chain("harness.in", _source(sv, beats(design.input_wire), offer[design.input_wire], xfer[design.input_wire]))
-    sv.chain("harness.out", _sink(sv, n_out, offer[design.output_wire], xfer[design.output_wire]))
+    sv.chain("harness.out", _sink(sv, n_out, offer[design.output_wire], xfer[design.output_wire], ready_every))
     sv.run()
     out = np.array(xfer[design.output_wire], dtype=np.int64)
     if out.size != n_out:

@@ -86,9 +86,14 @@ class StreamHarness:
         return f'"{v}"' if isinstance(v, Path) else v if isinstance(v, str) else str(int(v))
 
     def run(self, beats_in: list[int], n_out: int, p_idle: float = 0.0, p_backpressure: float = 0.0, seed: int = 0,
-            timeout: int | None = None, run_dir: Path | None = None) -> HarnessRun:
+            timeout: int | None = None, run_dir: Path | None = None, ready_every: int = 0) -> HarnessRun:
         """Stream ``beats_in`` and collect ``n_out`` output beats (``timeout``: cycles, default 10x
-        the beats plus a margin of 10^6)."""
+        the beats plus a margin of 10^6). ``ready_every`` = K > 0: the output is ready on the cycles
+        that are multiples of K only (a fixed back-pressure, instead of ``p_backpressure``'s random one)."""
+        if ready_every:
+            if p_backpressure or int(ready_every) < 1:
+                raise SimulationError(f"harness: ready_every={ready_every} must be a positive integer, without p_backpressure")
+            p_backpressure = float(int(ready_every))
         run_dir = Path(run_dir or self.exe.parent / "run")
         run_dir.mkdir(parents=True, exist_ok=True)
         f_in, f_out, f_cyc = run_dir / "in.bin", run_dir / "out.bin", run_dir / "cycles.bin"

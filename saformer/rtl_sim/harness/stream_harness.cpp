@@ -9,6 +9,8 @@
 //     IN      input beats, each <in words> little-endian uint32 (word 0 = bits 31..0)
 //     OUT     the first N_OUT output beats, same layout
 //     CYCLES  the cycle (uint64) each output beat was accepted
+//     P_BACKPRESSURE  below 1: the chance of a cycle without m_ready; an integer P >= 1: m_ready on
+//             the cycles that are multiples of P only
 //   and prints one JSON line: beats in / out, first input cycle, first output and total (as the
 //   cocotb bench counts them: from the first accepted input beat), cycles simulated, seconds.
 //
@@ -127,7 +129,10 @@ int main(int argc, char** argv) {
         } else {
             top->s_valid = 0;
         }
-        const bool ready = p_bp <= 0.0 || rng.uniform() >= p_bp;
+        // P_BACKPRESSURE >= 1: ready on every P-th cycle only (a fixed pattern the accelerator's
+        // cycle model can follow); below 1: the probability of a cycle without ready
+        const bool ready = p_bp >= 1.0 ? cycle % static_cast<uint64_t>(p_bp) == 0
+                                       : (p_bp <= 0.0 || rng.uniform() >= p_bp);
         top->m_ready = ready;
         top->clk = 0;  // the falling edge and this cycle's inputs settle in one evaluation
         top->eval();
