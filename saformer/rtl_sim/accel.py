@@ -564,7 +564,7 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
     # traces (every layer's values) of a bounded sample: the energy count, the stage loads, the
     # lanes balance and the layer checks
     sample = x[:max(ENERGY_IMAGES, layer_images)]
-    traces = golden.forward(sample, trace=True)[1]
+    sample_logits, traces = golden.forward(sample, trace=True)
     balance = None
     if target_cycles is not None:
         balance = balance_to_cycles(ex, sample, traces, target_cycles, hw=hw)
@@ -573,10 +573,11 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
         full = pool.submit(build_top, ex, hw, out / "build")
         cuts = [pool.submit(build_top, ex, hw, out / "build_cut" / _ident(n), output=n) for n in nodes]
         # the logits, and what the cycle model needs of every image's spikes (the encoders'
-        # non-zero lanes per beat), batch by batch: no run holds every layer's trace of every image
+        # non-zero lanes per beat): the sample's from its traces, the rest batch by batch, so no
+        # run holds every layer's trace of every image
         shape = generate_top(ex, hw, None)
-        golds, counts = [], []
-        for i in range(0, len(x), TRACE_BATCH):
+        golds, counts = [sample_logits], [encoder_counts(shape, ex, sample, traces)]
+        for i in range(len(sample), len(x), TRACE_BATCH):
             logits_i, traces_i = golden.forward(x[i:i + TRACE_BATCH], trace=True)
             golds.append(logits_i)
             counts.append(encoder_counts(shape, ex, x[i:i + TRACE_BATCH], traces_i))

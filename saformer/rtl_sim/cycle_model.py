@@ -139,11 +139,13 @@ def _register(sv: _Solver, n: int, in_offer: _Seq, in_xfer: _Seq, out_offer: _Se
             made += 1
 
 
-def _skid_accept(u: _Seq, v: _Seq, m: int) -> int:
+def _skid_accept(u: _Seq, v: _Seq, m: int) -> Iterator[_Seq]:
     """The first cycle a skid buffer (s_ready = its skid register is empty) takes its beat m, from
-    its input transfers u and output transfers v (v[m-2] must be known): the cycle after beat m-1
-    entered, and after beat m-2 left, for beat m-1 waits in the skid register only while beat m-2
-    holds the output register."""
+    its input transfers u and output transfers v (``yield from`` it: it waits for v[m-2]): the cycle
+    after beat m-1 entered, and after beat m-2 left, for beat m-1 waits in the skid register only
+    while beat m-2 holds the output register."""
+    while len(v) < m - 1:
+        yield v
     t = u[m - 1] + 1 if m else 0
     return max(t, v[m - 2] + 1) if m >= 2 else t
 
@@ -154,10 +156,7 @@ def _skid_in(sv: _Solver, n: int, in_offer: _Seq, u: _Seq, v: _Seq) -> Chain:
     for k in range(n):
         while len(in_offer) <= k:
             yield in_offer
-        if k >= 2:
-            while len(v) < k - 1:
-                yield v
-        sv.put(u, max(in_offer[k], _skid_accept(u, v, k)))
+        sv.put(u, max(in_offer[k], (yield from _skid_accept(u, v, k))))
 
 
 def _shown(sv: _Solver, n: int, src: _Seq, delay: int, out_offer: _Seq, out_xfer: _Seq,
@@ -199,12 +198,8 @@ def _fork(sv: _Solver, n: int, s_offer: _Seq, s_xfer: _Seq, u0: _Seq, v0: _Seq, 
     for k in range(n):
         while len(s_offer) <= k:
             yield s_offer
-        if k >= 2:
-            while len(v0) < k - 1:
-                yield v0
-            while len(v1) < k - 1:
-                yield v1
-        t0, t1 = max(s_offer[k], _skid_accept(u0, v0, k)), max(s_offer[k], _skid_accept(u1, v1, k))
+        t0 = max(s_offer[k], (yield from _skid_accept(u0, v0, k)))
+        t1 = max(s_offer[k], (yield from _skid_accept(u1, v1, k)))
         sv.put(u0, t0)
         sv.put(u1, t1)
         sv.put(s_xfer, max(t0, t1))
@@ -217,10 +212,7 @@ def _join(sv: _Solver, n: int, a_offer: _Seq, a_xfer: _Seq, b_offer: _Seq, b_xfe
             yield a_offer
         while len(b_offer) <= k:
             yield b_offer
-        if k >= 2:
-            while len(v) < k - 1:
-                yield v
-        t = max(a_offer[k], b_offer[k], _skid_accept(u, v, k))
+        t = max(a_offer[k], b_offer[k], (yield from _skid_accept(u, v, k)))
         sv.put(u, t)
         sv.put(a_xfer, t)
         sv.put(b_xfer, t)
@@ -236,20 +228,14 @@ def _frame_repeat(sv: _Solver, frames: int, beats: int, times: int, s_offer: _Se
         for _ in range(beats):
             while len(s_offer) <= k:
                 yield s_offer
-            if m >= 2:
-                while len(v) < m - 1:
-                    yield v
-            t = max(s_offer[k], start, _skid_accept(u, v, m))
+            t = max(s_offer[k], start, (yield from _skid_accept(u, v, m)))
             sv.put(s_xfer, t)
             sv.put(u, t)
             m, k = m + 1, k + 1
         if times > 1:
             issue = t + 1
             for _ in range((times - 1) * beats):
-                if m >= 2:
-                    while len(v) < m - 1:
-                        yield v
-                t = max(issue + 1, _skid_accept(u, v, m))
+                t = max(issue + 1, (yield from _skid_accept(u, v, m)))
                 sv.put(u, t)
                 m, issue = m + 1, t
             start = t + 1
@@ -308,19 +294,13 @@ def _encoder(sv: _Solver, counts: np.ndarray, ends: np.ndarray, s_offer: _Seq, s
         c = t + 1  # the first peel
         for _ in range(int(counts[b])):
             if pending:
-                if e >= 2:
-                    while len(v) < e - 1:
-                        yield v
-                c = max(c, _skid_accept(u, v, e))
+                c = max(c, (yield from _skid_accept(u, v, e)))
                 sv.put(u, c)
                 e += 1
             pending = True
             c += 1
         if ends[b]:  # the flush: the pending event with `last`, or an empty group's one beat
-            if e >= 2:
-                while len(v) < e - 1:
-                    yield v
-            f = max(c, _skid_accept(u, v, e))
+            f = max(c, (yield from _skid_accept(u, v, e)))
             sv.put(u, f)
             e += 1
             pending = False

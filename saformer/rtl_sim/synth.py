@@ -151,6 +151,18 @@ def _group_ecp5(cells: dict[str, int]) -> dict[str, int]:
             "MULT18": cells.get("MULT18X18D", 0), "MUX": cells.get("PFUMX", 0) + cells.get("L6MUX21", 0)}
 
 
+def _synth_command(target: str, top: str, netlist: bool = False) -> str:
+    """Yosys's synthesis of ``top`` for a target (the ECP5 one writes design.json for nextpnr when
+    ``netlist``)."""
+    if target == "ecp5":
+        return f"synth_ecp5 -top {top}" + (" -json design.json" if netlist else "")
+    return f"synth_xilinx -family {target} -top {top} -flatten -noiopad -noclkbuf"
+
+
+def _resources(target: str, cells: dict[str, int]) -> dict[str, int]:
+    return _group_ecp5(cells) if target == "ecp5" else _group(cells)
+
+
 def _block_script(name: str, params: dict[str, int], work: Path, data, memory_style: str = "auto") -> tuple[Any, str]:
     """Copy a block's sources (and its memory files, from ``data`` or a fixed random pattern) into
     ``work``; returns the block and the Yosys commands that read and elaborate it."""
@@ -189,13 +201,12 @@ def synthesize_block(name: str, params: dict[str, int], work_dir: Path, target: 
         raise SynthesisError(f"unknown target {target!r}; known: {list(TARGETS)}")
     work = Path(work_dir)
     block, script = _block_script(name, params, work, data, memory_style)
-    synth = (f"synth_ecp5 -top {block.top}" if target == "ecp5"
-             else f"synth_xilinx -family {target} -top {block.top} -flatten -noiopad -noclkbuf")
+    synth = _synth_command(target, block.top)
     script += f"proc; flatten; opt; tee -q -o pre.json stat -json; {synth}; tee -q -o post.json stat -json"
     pre, post = _yosys(script, work, ("pre.json", "post.json"), f"block {name}")
     return {"block": name, "params": params, "target": target, "memory_style": memory_style,
             "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in MUL_CELLS),
-            "resources": _group_ecp5(post) if target == "ecp5" else _group(post), "cells": post}
+            "resources": _resources(target, post), "cells": post}
 
 
 # ---- the whole accelerator -----------------------------------------------------------------------
@@ -214,14 +225,13 @@ def synthesize_top(ex, hw: HardwareConfig, work_dir: Path, target: str = "xc7", 
     for src in design.sources:
         shutil.copy(src, work / src.name)
     files = " ".join([*(s.name for s in design.sources), f"{TOP}.sv"])
-    synth = (f"synth_ecp5 -top {TOP} -json design.json" if target == "ecp5"
-             else f"synth_xilinx -family {target} -top {TOP} -flatten -noiopad -noclkbuf")
+    synth = _synth_command(target, TOP, netlist=True)
     script = (f"read_verilog -defer -sv {files}; hierarchy -top {TOP}; {_ram_style(hw.memory_style)}"
               f"proc; flatten; opt; tee -q -o pre.json stat -json; {synth}; tee -q -o post.json stat -json")
     pre, post = _yosys(script, work, ("pre.json", "post.json"), TOP)
     result = {"target": target, "memory_style": hw.memory_style, "lanes": hw.lanes, "blocks": len(design.blocks),
               "mul_cells_before_mapping": sum(n for c, n in pre.items() if c in MUL_CELLS),
-              "resources": _group_ecp5(post) if target == "ecp5" else _group(post)}
+              "resources": _resources(target, post)}
     if pnr:
         if target != "ecp5":
             raise SynthesisError("place and route runs on the ECP5 target only")
@@ -268,12 +278,11 @@ def synthesize_top_by_block(ex, hw: HardwareConfig, work_dir: Path, target: str 
             for src in srcs:
                 shutil.copy(src, where / src.name)
             sets = " ".join(f"-set {k} {_literal(v)}" for k, v in d["params"].items())
-            synth = (f"synth_ecp5 -top {d['module']}" if target == "ecp5"
-                     else f"synth_xilinx -family {target} -top {d['module']} -flatten -noiopad -noclkbuf")
+            synth = _synth_command(target, d["module"])
             _, post = _yosys(f"read_verilog -defer -sv {' '.join(s.name for s in srcs)}; chparam {sets} {d['module']}; "
                              f"hierarchy -top {d['module']}; proc; flatten; opt; tee -q -o pre.json stat -json; {synth}; "
                              "tee -q -o post.json stat -json", where, ("pre.json", "post.json"), d["module"])
-            res = _group_ecp5(post) if target == "ecp5" else _group(post)
+            res = _resources(target, post)
         else:
             res = synthesize_block(d["block"], d["params"], where, target, memory_style=hw.memory_style)["resources"]
         done.write_text(json.dumps(res))
