@@ -24,6 +24,9 @@ GEOMETRIES = {
     "conv-3to8-4x5-L8": dict(IN=3, OUT=8, LANES=8, KERNEL=3, H=4, W=5, W_BITS=6, MEM_BITS=8, OUT_SHIFT=-2),
     "conv-4to4-3x3-L1": dict(IN=4, OUT=4, LANES=1, KERNEL=3, H=3, W=3, W_BITS=8, MEM_BITS=8, OUT_SHIFT=1),
     "conv-2to6-1x4-L2": dict(IN=2, OUT=6, LANES=2, KERNEL=3, H=1, W=4, W_BITS=7, MEM_BITS=9, OUT_SHIFT=0),
+    # a 10-bit accumulator under 16-bit membranes (an export's layer sized to its worst case): the
+    # left shift takes it past the membrane range
+    "linear-8x4-L2-narrow-acc": dict(IN=8, OUT=4, LANES=2, KERNEL=1, H=1, W=1, W_BITS=4, MEM_BITS=16, OUT_SHIFT=-7),
 }
 
 
@@ -93,6 +96,19 @@ def test_first_conv_multiplies_and_equals_the_contract(tmp_path):
     assert stalled.bit_exact and stalled.total > clean.total, stalled
     with pytest.raises(ConfigError, match="an input value of 16 does not fit VALUE_BITS=5"):
         SYN_ENGINE.pack_in(p, np.full(shape, 16)[None])
+
+
+def test_an_accumulator_narrower_than_the_membrane_sign_extends(tmp_path):
+    """ACC_BITS < MEM_BITS without a shift (what engine_from_export gives a small layer): no
+    output can saturate, and every negative sum must come out sign-extended, not cut to ACC_BITS."""
+    rng = np.random.default_rng(5)
+    p, data = layer_data({**GEOMETRIES["linear-8x4-L2-narrow-acc"], "OUT_SHIFT": 0}, rng)
+    assert p["ACC_BITS"] < p["MEM_BITS"]
+    x = spikes(p, rng)
+    y = SYN_ENGINE.golden(p, x, data)
+    assert (y < -(2 ** (p["ACC_BITS"] - 2))).any() and (y > 0).any()  # negative beyond the accumulator's top bit
+    res = simulate("syn_engine", p, x, tmp_path, run="narrow", data=data)
+    assert res.bit_exact and res.cycles_match, res
 
 
 def test_cycles_follow_the_spike_count_not_the_fan_in():

@@ -26,6 +26,8 @@
 //   its first beat, TAPS*CH per spike, one drain read per output beat; out-of-range taps of border
 //   spikes are issued as no-ops), groups follow back to back, and the last output beat leaves 2
 //   cycles after the last drain read: total = sum over groups + 2 (saformer.rtl_sim.blocks).
+// Widths: ACC_BITS need only hold the layer's worst case (the export's acc_bits_needed), which may
+//   be narrower than MEM_BITS; the drain sign-extends before it shifts and saturates.
 // Boundaries: s_ready and m_valid / m_data come from registers only; m_ready reaches nothing
 //   combinationally (a 4-deep output FIFO, drain reads issued while it has room).
 `default_nettype none
@@ -68,7 +70,9 @@ module syn_engine #(
     localparam int AAW = ADEPTH > 1 ? $clog2(ADEPTH) : 1;
     localparam int CHW = CH > 1 ? $clog2(CH) : 1;
     localparam int UP = OUT_SHIFT < 0 ? -OUT_SHIFT : 0;    // headroom of a left shift
-    localparam int WIDE = ACC_BITS + 1 + UP;                // acc + bias, shifted
+    // acc + bias, shifted, and wide enough to compare with the membrane range: an accumulator sized
+    // to its layer's worst case (saformer.rtl_sim.blocks.engine_from_export) can be narrower than it
+    localparam int WIDE = ACC_BITS + 1 + UP > MEM_BITS + 1 ? ACC_BITS + 1 + UP : MEM_BITS + 1;
     localparam int AW = LANES * ACC_BITS;
 
     // a constant multiple as shifts and adds (no multiplier is inferred)
@@ -191,9 +195,11 @@ module syn_engine #(
             logic signed [WIDE-1:0] sum, shifted;
             sum = WIDE'($signed(a_word[l*ACC_BITS +: ACC_BITS])) + WIDE'($signed(b_word[l*ACC_BITS +: ACC_BITS]));
             shifted = OUT_SHIFT >= 0 ? sum >>> OUT_SHIFT : sum <<< UP;
-            if (shifted > WIDE'(2 ** (MEM_BITS - 1) - 1)) membranes[l*MEM_BITS +: MEM_BITS] = {1'b0, {(MEM_BITS-1){1'b1}}};
-            else if (shifted < -WIDE'(2 ** (MEM_BITS - 1))) membranes[l*MEM_BITS +: MEM_BITS] = {1'b1, {(MEM_BITS-1){1'b0}}};
-            else membranes[l*MEM_BITS +: MEM_BITS] = shifted[MEM_BITS-1:0];
+            // in range when the bits above the membrane's sign all equal it; else saturate by the sign
+            // (no comparators: Yosys + ABC folded the comparator form to a constant at WIDE <= MEM_BITS + 2)
+            if (&shifted[WIDE-1:MEM_BITS-1] || !(|shifted[WIDE-1:MEM_BITS-1])) membranes[l*MEM_BITS +: MEM_BITS] = shifted[MEM_BITS-1:0];
+            else if (shifted[WIDE-1]) membranes[l*MEM_BITS +: MEM_BITS] = {1'b1, {(MEM_BITS-1){1'b0}}};
+            else membranes[l*MEM_BITS +: MEM_BITS] = {1'b0, {(MEM_BITS-1){1'b1}}};
         end
     endfunction
 
