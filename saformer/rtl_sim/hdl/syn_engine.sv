@@ -70,8 +70,8 @@ module syn_engine #(
     localparam int AAW = ADEPTH > 1 ? $clog2(ADEPTH) : 1;
     localparam int CHW = CH > 1 ? $clog2(CH) : 1;
     localparam int UP = OUT_SHIFT < 0 ? -OUT_SHIFT : 0;    // headroom of a left shift
-    // acc + bias, shifted, and wide enough to compare with the membrane range: an accumulator sized
-    // to its layer's worst case (saformer.rtl_sim.blocks.engine_from_export) can be narrower than it
+    // acc + bias, shifted, with at least one bit above the membrane's sign (the saturation test reads
+    // it): an accumulator sized to its layer's worst case (engine_from_export) can be narrower
     localparam int WIDE = ACC_BITS + 1 + UP > MEM_BITS + 1 ? ACC_BITS + 1 + UP : MEM_BITS + 1;
     localparam int AW = LANES * ACC_BITS;
 
