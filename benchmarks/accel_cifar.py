@@ -49,15 +49,16 @@ def uram(depth: int, width: int) -> int:
     return math.ceil(depth / 4096) * math.ceil(width / 72)
 
 
-def fit(mems) -> dict:
+def fit(mems, uram_kinds: tuple[str, ...] = ("weights",)) -> dict:
+    """Block counts of ``mems`` (top_memories), all in BRAM36, or with the memories of ``uram_kinds``
+    that are 4 K words deep or more in URAM (4K x 72) and the rest in BRAM36; per part, whether they fit."""
     bits = {}
     for kind, _, d, w in mems:
         bits[kind] = bits.get(kind, 0) + d * w
     all_bram = sum(bram36(d, w) for _, _, d, w in mems)
-    # weights 4 K words deep or more to URAM (4K x 72), the rest in BRAM
-    big = [(d, w) for k, _, d, w in mems if k == "weights" and d >= 4096]
-    with_uram = {"uram": sum(uram(d, w) for d, w in big),
-                 "bram36": sum(bram36(d, w) for k, _, d, w in mems if not (k == "weights" and d >= 4096))}
+    deep = [(k in uram_kinds and d >= 4096) for k, _, d, _ in mems]
+    with_uram = {"uram": sum(uram(d, w) for (_, _, d, w), u in zip(mems, deep) if u),
+                 "bram36": sum(bram36(d, w) for (_, _, d, w), u in zip(mems, deep) if not u)}
     rows = {}
     for part, (b36, u, lut, dsp) in PARTS.items():
         rows[part] = {"bram36": b36, "uram": u, "fits_bram_only": all_bram <= b36,

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from saformer.config import ATTENTIONS, CONFIGS, DATASET_DEFAULTS, ECP5_DEVICES, GOLDEN_BACKENDS, MEMORY_STYLES, SURROGATES, \
-    XILINX_FAMILIES, HardwareConfig, get_config
+    WEIGHT_LATENCY_RANGE, XILINX_FAMILIES, HardwareConfig, get_config
 from saformer.data import DATASETS, check_data_source
 from saformer.errors import CheckpointError, ConfigError, SaformerError
 from saformer.graph import SYNAPTIC_OPS
@@ -401,13 +401,33 @@ def _engine_lanes(text: str | None, ex) -> tuple[tuple[str, int], ...]:
     return tuple(pairs)
 
 
+def _weight_stream(text: str | None, ex) -> tuple[str, ...]:
+    """--weight-stream LAYER[,LAYER...] or 'all' against the export's synaptic layers."""
+    if not text:
+        return ()
+    names = tuple(n.strip() for n in text.split(","))
+    if names == ("all",):
+        return names
+    layers = [n.name for n in ex.graph if n.op in SYNAPTIC_OPS]
+    for name in names:
+        if name not in layers:
+            raise ConfigError(f"--weight-stream: '{name}' is not a synaptic layer; give 'all' or names from {layers}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--weight-stream: a layer is named twice in '{text}'")
+    return names
+
+
 def check_accel(args: argparse.Namespace) -> HardwareConfig:
     check_out_dir(args.out)
     _check_build_paths(args.out)
     ex = _check_export_input(args)
     if args.engine_lanes and args.target_cycles:
         raise ConfigError("--engine-lanes and --target-cycles both choose the engines' lanes; give one")
-    return HardwareConfig(lanes=args.lanes, engine_lanes=_engine_lanes(args.engine_lanes, ex))
+    if args.weight_latency is not None and not args.weight_stream:
+        raise ConfigError("--weight-latency is the external memory's, for the engines of --weight-stream; give those too")
+    return HardwareConfig(lanes=args.lanes, engine_lanes=_engine_lanes(args.engine_lanes, ex),
+                          weight_stream=_weight_stream(args.weight_stream, ex),
+                          **({} if args.weight_latency is None else {"weight_stream_latency": args.weight_latency}))
 
 
 def cmd_accel(args: argparse.Namespace) -> int:
@@ -651,6 +671,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose every engine's lanes, fewest first, until the pipeline takes at most N cycles per "
                         "image on average as the exact cycle model computes it on the first test images "
                         "(saformer.rtl_sim.balance.balance_to_cycles)")
+    p.add_argument("--weight-stream", metavar="LAYER[,LAYER...]|all",
+                   help="engines that take their weights from external memory on a weight stream port (a burst per "
+                        "spike) instead of an on-chip ROM, for weights that do not fit the part; simulated with a "
+                        "memory model")
+    p.add_argument("--weight-latency", type=int, metavar="CYCLES",
+                   help=f"that memory's latency, a burst's request to its first word (default "
+                        f"{HardwareConfig.weight_stream_latency}; {WEIGHT_LATENCY_RANGE[0]}..{WEIGHT_LATENCY_RANGE[1]})")
     p.add_argument("--images", type=POSITIVE, help="the first N test images (default: the whole test set)")
     p.add_argument("--layer-images", type=NON_NEGATIVE, default=2,
                    help="images whose spikes inside the network (SPS, every SASA core, the head's LIF) are "

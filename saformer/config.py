@@ -285,6 +285,11 @@ ECP5_DP16KD = {"LFE5U-25F": 56, "LFE5U-45F": 108, "LFE5U-85F": 208}
 DP16KD_BITS = 18 * 1024
 
 
+# cycles from a weight burst's request to its first word that the memory model (weight_stream_mem.sv)
+# takes: its request is queued first
+WEIGHT_LATENCY_RANGE = (2, 4096)
+
+
 @dataclass(frozen=True)
 class HardwareConfig:
     """What is hardware, not model: the same export runs at any of these settings.
@@ -307,11 +312,20 @@ class HardwareConfig:
     # Steps of spikes buffered in front of every engine (a stream_fifo), so that its producer
     # drains a frame at full speed while the engine is still on the last one; 0: none
     engine_fifo_steps: int = 1
+    # Synaptic layers whose weights stream in from external memory (the engine's weight stream
+    # port, a burst per spike) instead of an on-chip ROM, for weights that do not fit the part;
+    # ("all",): every synaptic layer
+    weight_stream: tuple[str, ...] = ()
+    # that memory's latency in cycles (a burst's request to its first word), in simulation (its
+    # model, weight_stream_mem.sv) and in the cycle model
+    weight_stream_latency: int = 32
 
     def __post_init__(self) -> None:
         # JSON brings lists back: store the pairs as tuples, so the config stays hashable
         object.__setattr__(self, "engine_lanes", tuple(tuple(p) if isinstance(p, (list, tuple)) else p
                                                        for p in (self.engine_lanes or ())))
+        if isinstance(self.weight_stream, list):
+            object.__setattr__(self, "weight_stream", tuple(self.weight_stream))
         self.validate()
 
     def validate(self) -> None:
@@ -327,6 +341,15 @@ class HardwareConfig:
             names.append(pair[0])
         if len(set(names)) != len(names):
             raise ConfigError(f"hardware config: engine_lanes names a layer twice: {sorted(names)}")
+        if not isinstance(self.weight_stream, tuple) or not all(isinstance(n, str) and n for n in self.weight_stream):
+            raise ConfigError(f"hardware config: weight_stream takes synaptic layer names (or 'all'), got {self.weight_stream!r}")
+        if len(set(self.weight_stream)) != len(self.weight_stream):
+            raise ConfigError(f"hardware config: weight_stream names a layer twice: {sorted(self.weight_stream)}")
+        lo, hi = WEIGHT_LATENCY_RANGE
+        if (not isinstance(self.weight_stream_latency, int) or isinstance(self.weight_stream_latency, bool)
+                or not lo <= self.weight_stream_latency <= hi):
+            raise ConfigError(f"hardware config: weight_stream_latency must be an integer in [{lo}, {hi}] cycles, "
+                              f"got {self.weight_stream_latency!r}")
         if self.family not in XILINX_FAMILIES:
             raise ConfigError(f"hardware config: family {self.family!r}; known: {sorted(XILINX_FAMILIES)}")
         if self.ecp5_device not in ECP5_DEVICES:
@@ -335,6 +358,10 @@ class HardwareConfig:
             raise ConfigError(f"hardware config: memory_style {self.memory_style!r}; known: {list(MEMORY_STYLES)}")
         if not (isinstance(self.clock_mhz, (int, float)) and 0 < self.clock_mhz <= 1000):
             raise ConfigError(f"hardware config: clock_mhz must be in (0, 1000], got {self.clock_mhz!r}")
+
+    def streams_weights(self, layer: str) -> bool:
+        """Whether ``layer``'s engine takes its weights on the weight stream port."""
+        return layer in self.weight_stream or self.weight_stream == ("all",)
 
     def lanes_of(self, layer: str) -> int | None:
         """The lanes engine_lanes gives ``layer``, or None (then: the largest divisor up to ``lanes``)."""

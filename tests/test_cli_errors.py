@@ -105,6 +105,11 @@ CASES = [
     (["accel", "{export}", "--out", "{new}", "--engine-lanes", "sps.rpe=5"], "sps.rpe=5: the lanes must divide its 64 outputs"),
     (["accel", "{export}", "--out", "{new}", "--engine-lanes", "sps.rpe=4", "--target-cycles", "9"],
      "--engine-lanes and --target-cycles both choose"),
+    (["accel", "{export}", "--out", "{new}", "--weight-stream", "blocks.0.mlp.fc9"],
+     "--weight-stream: 'blocks.0.mlp.fc9' is not a synaptic layer"),
+    (["accel", "{export}", "--out", "{new}", "--weight-stream", "all", "--weight-latency", "1"],
+     "weight_stream_latency must be an integer in [2, 4096] cycles, got 1"),
+    (["accel", "{export}", "--out", "{new}", "--weight-latency", "8"], "--weight-latency is the external memory's"),
 ]
 
 

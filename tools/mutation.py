@@ -49,6 +49,7 @@ HLS_STAGES, HLS_H = "saformer/hls/stages.py", "saformer/hls/nnet_utils/nnet_safo
 SV, CORE = "saformer/rtl_sim/hdl/sasa_core.sv", "saformer/rtl_sim/core.py"
 HDL, BLOCKS = "saformer/rtl_sim/hdl/", "saformer/rtl_sim/blocks.py"
 ENGINE_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_syn_engine_equals_the_contract",)
+PORT_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_the_weight_stream_port_equals_the_rom",)
 BLOCK_TESTS = ("tests/rtl_sim/test_blocks.py",)
 PLUMBING_TESTS = ("tests/rtl_sim/test_stream_plumbing.py::test_plumbing_passes_every_beat_with_its_cycle_model",)
 TOP_MODEL = "saformer/rtl_sim/cycle_model.py"
@@ -168,6 +169,12 @@ MUTANTS = [
     Mutant("engine-first-conv-unsigned", HDL + "syn_engine.sv", "ACC_BITS'(w) * ACC_BITS'($signed(value))",
            "ACC_BITS'(w) * ACC_BITS'(value)", "first conv reads its input values as unsigned",
            ("tests/rtl_sim/test_syn_engine.py::test_first_conv_multiplies_and_equals_the_contract",)),
+    Mutant("engine-port-stale-lookahead", HDL + "syn_engine.sv", "if (take) head_requested <= 1'b0;", "",
+           "weight stream port: the next event is taken on the last one's request (its burst never asked for)",
+           PORT_TESTS),
+    Mutant("engine-port-latency-ignored", TOP_MODEL, "max(a + 1, o + 1 + latency) + busy - 1", "a + busy",
+           "the top's cycle model forgets the weight stream's latency",
+           ("tests/rtl_sim/test_accel.py::test_a_top_with_streamed_weights_equals_the_golden_model",)),
     Mutant("engine-cycles-off-by-one", BLOCKS, "!= 0).sum(axis=(1, 2))).sum()) + 2", "!= 0).sum(axis=(1, 2))).sum()) + 1",
            "synaptic engine's cycle model one cycle short", ENGINE_TESTS),
     Mutant("pool-pad-is-a-value", HDL + "maxpool.sv", "first_col ? x : smax(c_carry[l*WIDTH +: WIDTH], x);",

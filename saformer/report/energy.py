@@ -41,6 +41,9 @@ E_AC_PJ = 0.9
 ADD_PJ = {8: 0.03, 32: 0.1}
 MULT_8X8_PJ = 0.2
 SRAM_PJ_PER_BIT = 10.0 / 64
+# a 64-bit DRAM access 1.3-2.6 nJ (same table): weights an engine streams from external memory, at
+# the low end (a lower bound on what streaming costs)
+DRAM_PJ_PER_BIT = 1300.0 / 64
 
 
 def add_pj(bits: int) -> float:
@@ -58,8 +61,10 @@ def hardware_energy(activity: dict[str, Any]) -> dict[str, Any]:
     adds = sum(n * add_pj(int(b)) for b, n in activity["adds"].items())
     mults = sum(n * mult_pj(*map(int, k.split("x"))) for k, n in activity["mults"].items())
     reads, writes = activity["read_bits"] * SRAM_PJ_PER_BIT, activity["write_bits"] * SRAM_PJ_PER_BIT
+    external = activity.get("external_read_bits", 0) * DRAM_PJ_PER_BIT
     return {"adds_pj": adds, "mults_pj": mults, "memory_read_pj": reads, "memory_write_pj": writes,
-            "total_pj": adds + mults + reads + writes, "add_ops": sum(activity["adds"].values()),
+            "external_read_pj": external,
+            "total_pj": adds + mults + reads + writes + external, "add_ops": sum(activity["adds"].values()),
             "mult_ops": sum(activity["mults"].values())}
 
 

@@ -42,6 +42,7 @@ from saformer.rtl_sim.blocks import BLOCKS, SYN_ENGINE, engine_from_export, even
 from saformer.rtl_sim.core import HDL_DIR, params_from_export, write_dwc_file
 
 TOP = "saformer_top"
+SIM_TOP = "saformer_top_sim"  # the top with weight_stream_mem models on its weight ports
 TRACE_BATCH = 64  # images per traced golden pass in accelerate_export (a CIFAR image's traces are ~MBs)
 
 
@@ -72,6 +73,15 @@ class TopDesign:
     streams: dict[str, Stream] = field(default_factory=dict)  # every stream by wire: the cycle model's edges
     input_wire: str = "img"
     output_wire: str = ""
+    # engines on their weight stream port: {engine, words, width, burst, latency, file}, each a set
+    # of top ports ENGINE_wr_* (burst requests) and ENGINE_w_* (the words)
+    weight_ports: list[dict[str, Any]] = field(default_factory=list)
+    sim_sv: str = ""  # with weight ports: SIM_TOP, the top with a memory model on each (simulation only)
+
+    @property
+    def sim_top(self) -> str:
+        """The module a simulation runs: the top itself, or SIM_TOP when weights stream in."""
+        return SIM_TOP if self.weight_ports else TOP
 
 
 def _largest_divisor(n: int, at_most: int) -> int:
@@ -102,6 +112,7 @@ class _Builder:
         self.taps: dict[tuple[str, str], Stream] = {}  # (producer, consumer) -> the consumer's copy
         self.sources: set[str] = set()
         self.node: str | None = None  # the graph node being built: every block records it
+        self.weight_ports: list[dict[str, Any]] = []
         self.stream_lanes = stream_lanes(ex, hw)
 
     # ---- wires and instances ---------------------------------------------------------------------
@@ -117,7 +128,7 @@ class _Builder:
         self.body.append(f"    {module} #({ps}) u_{name} (.clk, .rst, {cs});")
         self.blocks.append({"instance": f"u_{name}", "block": block, "module": module, "params": params, "node": self.node,
                             "ports": {p[:-len("_valid")]: w[:-len("_valid")] for p, w in ports.items()
-                                      if p.endswith("_valid")}})  # {s / m / s0 / m1 ...: its stream's wire}
+                                      if p.endswith("_valid") and w[:-len("_valid")] in self.wires}})  # {s / m / s0 / m1 ...: its stream's wire}
 
     def one_to_one(self, block: str, module: str, name: str, params: dict, src: Stream, dst: Stream) -> None:
         self.instance(block, module, name, params, {
@@ -197,7 +208,21 @@ class _Builder:
         positions = params["H"] * params["W"] if params["KERNEL"] == 3 else node.shape[0] if node.op == "synapse" else 1
         out = self.stream(f"{name}_out", params["LANES"] * params["MEM_BITS"], params["LANES"],
                           positions * params["OUT"] // params["LANES"], src.static)
-        self.one_to_one("syn_engine", "syn_engine", name, {**params, **files}, ev, out)
+        ports = {"s_valid": f"{ev.wire}_valid", "s_ready": f"{ev.wire}_ready", "s_data": f"{ev.wire}_data",
+                 "m_valid": f"{out.wire}_valid", "m_ready": f"{out.wire}_ready", "m_data": f"{out.wire}_data"}
+        if self.hw.streams_weights(node.name):  # no ROM: the weights come in on the top's ports
+            chunks, taps = params["OUT"] // params["LANES"], params["KERNEL"] ** 2
+            params = {**params, "WEIGHT_PORT": 1}
+            self.weight_ports.append({"engine": name, "node": node.name, "words": params["IN"] * taps * chunks,
+                                      "width": params["LANES"] * params["W_BITS"], "burst": taps * chunks,
+                                      "latency": self.hw.weight_stream_latency, "file": files["WEIGHT_FILE"]})
+            files = {**files, "WEIGHT_FILE": '""'}
+            ports.update({f"{p}": f"{name}_{p}" for p in ("wr_valid", "wr_ready", "wr_addr", "w_valid", "w_ready", "w_data")})
+        else:  # the ROM: the port tied off
+            ports.update({"wr_valid": "", "wr_ready": "1'b0", "wr_addr": "", "w_valid": "1'b0", "w_ready": "", "w_data": "'0"})
+        self.instance("syn_engine", "syn_engine", name, {**params, **files}, ports)
+        if params.get("WEIGHT_PORT"):
+            self.blocks[-1]["weight_latency"] = self.hw.weight_stream_latency
         lanes = self.stream_lanes[node.name]
         if lanes == params["LANES"]:
             return out
@@ -322,6 +347,10 @@ def check_engine_lanes(ex, hw: HardwareConfig) -> None:
     if unknown:
         raise ConfigError(f"accelerator: engine_lanes names {unknown}, not synaptic layers of '{ex.cfg.name}'; "
                           f"its layers: {engines}")
+    unknown = sorted(set(hw.weight_stream) - set(engines) - ({"all"} if hw.weight_stream == ("all",) else set()))
+    if unknown:
+        raise ConfigError(f"accelerator: weight_stream names {unknown}, not synaptic layers of '{ex.cfg.name}'; "
+                          f"its layers: {engines} (or 'all')")
     for layer, given in hw.engine_lanes:
         outputs = ex.graph[layer].channels
         if outputs % given:
@@ -363,10 +392,22 @@ def generate_top(ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str |
               + "// Cycle model: exact, from the golden spikes: the cycle of every beat of every stream, from each\n"
               "//   block's transfer equations (saformer.rtl_sim.cycle_model; docs/accelerator.md). Back to back, an\n"
               "//   image takes about its slowest stage's stall-free cycles (saformer.rtl_sim.balance.stage_loads).\n")
+    weight_ports = []
+    for wp in b.weight_ports:
+        e, aw = wp["engine"], max(1, (wp["words"] - 1).bit_length())
+        weight_ports += [f"    output logic {e}_wr_valid,", f"    input  wire logic {e}_wr_ready,",
+                         f"    output logic [{aw - 1}:0] {e}_wr_addr,", f"    input  wire logic {e}_w_valid,",
+                         f"    output logic {e}_w_ready,", f"    input  wire logic [{wp['width'] - 1}:0] {e}_w_data,"]
+    if b.weight_ports:
+        header += ("// Weight stream ports (the engines of hardware config weight_stream): per engine E, burst requests\n"
+                   "//   E_wr_valid / E_wr_ready / E_wr_addr (a burst's first word) and its words in request order on\n"
+                   "//   E_w_valid / E_w_ready / E_w_data (syn_engine.sv's header); " + SIM_TOP + " puts a memory\n"
+                   "//   model (weight_stream_mem.sv) on each for simulation.\n")
     sv = "\n".join([header + "`default_nettype none\n",
                     f"module {TOP} (",
                     "    input  wire logic clk,",
                     "    input  wire logic rst,",
+                    *weight_ports,
                     "    input  wire logic s_valid,",
                     "    output logic s_ready,",
                     f"    input  wire logic [{img.width - 1}:0] s_data,",
@@ -388,9 +429,36 @@ def generate_top(ex, hw: HardwareConfig, mem_dir: Path | None, mem_prefix: str |
                       str(HDL_DIR / "skid_buffer.sv"), str(HDL_DIR / "stream_fifo.sv")})
     sources = [s for s in sources if not s.endswith("fork_join_check.sv")]
     per_image = classes // out.lanes if logits else ex.cfg.time_steps * out.beats_per_step
+    if b.weight_ports:
+        sources.append(str(HDL_DIR / "weight_stream_mem.sv"))
     return TopDesign(sv, tuple(Path(s) for s in sources), img.lanes, ex.qcfg.input_bits, out.lanes,
                      out.width // out.lanes, classes, static_input, b.blocks, output, per_image, b.wires,
-                     img.wire, out.wire)
+                     img.wire, out.wire, b.weight_ports, _sim_top(b.weight_ports, img.width, out.width))
+
+
+def _sim_top(weight_ports: list[dict[str, Any]], in_width: int, out_width: int) -> str:
+    """SIM_TOP: the top with a weight_stream_mem on each weight port (simulation only; '' without ports)."""
+    if not weight_ports:
+        return ""
+    lines = [f"// {SIM_TOP}: {TOP} with a model of external memory (weight_stream_mem.sv) on each weight stream",
+             "// port, for simulation: the same streams as the top. Generated by saformer/rtl_sim/accel.py.",
+             "`default_nettype none", "", f"module {SIM_TOP} (",
+             "    input  wire logic clk,", "    input  wire logic rst,",
+             "    input  wire logic s_valid,", "    output logic s_ready,", f"    input  wire logic [{in_width - 1}:0] s_data,",
+             "    output logic m_valid,", "    input  wire logic m_ready,", f"    output logic [{out_width - 1}:0] m_data", ");"]
+    conns = []
+    for wp in weight_ports:
+        e, aw = wp["engine"], max(1, (wp["words"] - 1).bit_length())
+        lines += [f"    logic {e}_wr_valid, {e}_wr_ready, {e}_w_valid, {e}_w_ready;",
+                  f"    logic [{aw - 1}:0] {e}_wr_addr;", f"    logic [{wp['width'] - 1}:0] {e}_w_data;",
+                  f"    weight_stream_mem #(.WORDS({wp['words']}), .WIDTH({wp['width']}), .BURST({wp['burst']}), "
+                  f".LATENCY({wp['latency']}), .WEIGHT_FILE({wp['file']})) u_{e}_mem (",
+                  f"        .clk, .rst, .r_valid({e}_wr_valid), .r_ready({e}_wr_ready), .r_addr({e}_wr_addr),",
+                  f"        .m_valid({e}_w_valid), .m_ready({e}_w_ready), .m_data({e}_w_data));"]
+        conns += [f".{e}_{p}" for p in ("wr_valid", "wr_ready", "wr_addr", "w_valid", "w_ready", "w_data")]
+    lines += [f"    {TOP} u_top (.clk, .rst, .s_valid, .s_ready, .s_data, .m_valid, .m_ready, .m_data,",
+              f"        {', '.join(conns)});", "endmodule", "", "`default_nettype wire", ""]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -435,8 +503,12 @@ def build_top(ex, hw: HardwareConfig, build_dir: Path, static_input: bool = True
     design = generate_top(ex, hw, build_dir / "mem", static_input=static_input, output=output)
     top_sv = build_dir / f"{TOP}.sv"
     top_sv.write_text(design.sv)
+    sim_sv = []
+    if design.sim_sv:
+        sim_sv = [build_dir / f"{SIM_TOP}.sv"]
+        sim_sv[0].write_text(design.sim_sv)
     t0 = time.perf_counter()
-    harness = StreamHarness([*design.sources, top_sv], TOP, {}, build_dir)
+    harness = StreamHarness([*design.sources, top_sv, *sim_sv], design.sim_top, {}, build_dir)
     return design, harness, time.perf_counter() - t0
 
 
@@ -497,7 +569,10 @@ def cocotb_top(design: TopDesign, top_sv: Path, x_int: np.ndarray, expected: np.
 
     build_dir = Path(build_dir).resolve()
     sources = [*design.sources, Path(top_sv).resolve()]
-    runner, obj_dir = build_hdl(sources, TOP, {}, build_dir)
+    if design.sim_sv:
+        sources.append(build_dir / f"{SIM_TOP}.sv")
+        sources[-1].write_text(design.sim_sv)
+    runner, obj_dir = build_hdl(sources, design.sim_top, {}, build_dir)
     beats_in, beats_out = image_beats(design, x_int), output_beats(design, expected)
     test_dir = build_dir / f"stalls_{seed}"
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -506,8 +581,8 @@ def cocotb_top(design: TopDesign, top_sv: Path, x_int: np.ndarray, expected: np.
         "p_backpressure": p_backpressure, "seed": seed, "timeout": 2_000_000 * len(x_int)}))
     result_file = test_dir / "result.json"
     env = {"BLOCK_STIM": str(test_dir / "stim.json"), "BLOCK_RESULT": str(result_file)}
-    r, waves = run_bench(runner, obj_dir, lambda: build_hdl(sources, TOP, {}, build_dir, trace=True),
-                         "saformer.rtl_sim.tb.block_tb", TOP, test_dir, result_file, env, f"stalls_{seed}")
+    r, waves = run_bench(runner, obj_dir, lambda: build_hdl(sources, design.sim_top, {}, build_dir, trace=True),
+                         "saformer.rtl_sim.tb.block_tb", design.sim_top, test_dir, result_file, env, f"stalls_{seed}")
     return {**r, "waves": str(waves) if waves else None}
 
 
@@ -627,7 +702,8 @@ def accelerate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
             "images": int(min(stall_images, len(x))), "p_idle": 0.2, "p_backpressure": 0.2,
             "bit_exact": bool(np.array_equal(stalled.logits, gold[:stall_images])), "cycles": stalled.total},
         "layers_bit_exact": all(row["bit_exact"] for row in layer_rows),
-        "memory": memory_and_weight_stream(design, hw, float(np.median(cyc)), energy["activity"]["weight_read_bits"]),
+        "memory": memory_and_weight_stream(design, hw, float(np.median(cyc)), energy["activity"]["weight_read_bits"],
+                                           energy["activity"]["external_read_bits"]),
         "engine_lanes": engine_lanes, "total_engine_lanes": int(sum(engine_lanes.values())),
         "balance": None if balance is None else {
             "target_cycles": balance.target, "met": balance.met, "groups": balance.balance.groups,
@@ -672,14 +748,16 @@ def cycle_model_check(design: TopDesign, ex, counts: dict[str, np.ndarray], run:
 
 def top_memories(design: TopDesign) -> list[tuple[str, str, int, int]]:
     """(kind, instance, depth, width) of every memory of a generated top, from its blocks'
-    parameters; kinds: weights, accumulators, biases, membranes, buffers."""
+    parameters; kinds: weights, accumulators, biases, membranes, buffers, and external weights (an
+    engine's on its weight stream port: off chip)."""
     out = []
     for b in design.blocks:
         p, name = b["params"], b["instance"]
         if b["block"] == "syn_engine":
             chunks, taps = p["OUT"] // p["LANES"], p["KERNEL"] ** 2
             pos = p["H"] * p["W"] if p["KERNEL"] == 3 else 1
-            out += [("weights", name, p["IN"] * taps * chunks, p["LANES"] * p["W_BITS"]),
+            out += [("external weights" if p.get("WEIGHT_PORT") else "weights", name, p["IN"] * taps * chunks,
+                     p["LANES"] * p["W_BITS"]),
                     ("accumulators", name, pos * chunks, p["LANES"] * p["ACC_BITS"]),
                     ("biases", name, chunks, p["LANES"] * p["ACC_BITS"])]
         elif b["block"] == "lif_unit":
@@ -699,24 +777,31 @@ def top_memories(design: TopDesign) -> list[tuple[str, str, int, int]]:
 
 
 def memory_and_weight_stream(design: TopDesign, hw: HardwareConfig, cycles_per_image: float,
-                             weight_read_bits: float) -> dict[str, Any]:
+                             weight_read_bits: float, streamed_bits: float = 0.0) -> dict[str, Any]:
     """The top's on-chip memory against the ECP5 part's block RAM, and what a weight stream port
     would have to carry at the clock if the weights lived off chip: every weight read of an image
     (one per in-range synaptic event: no on-chip cache) or every weight once per image (a cache
-    that holds a layer while its events run)."""
+    that holds a layer while its events run). ``streamed_bits``: the weight bits per image that the
+    engines on their weight stream port took (activity's external_read_bits): the port's traffic."""
     from saformer.config import DP16KD_BITS, ECP5_DP16KD
 
     bits: dict[str, int] = {}
     for kind, _, depth, width in top_memories(design):
         bits[kind] = bits.get(kind, 0) + depth * width
+    external = bits.pop("external weights", 0)
     part_bits = ECP5_DP16KD[hw.ecp5_device] * DP16KD_BITS
     images_per_s = hw.clock_mhz * 1e6 / cycles_per_image
     return {"bits_by_kind": bits, "total_bits": sum(bits.values()), "part": hw.ecp5_device,
+            "external_weight_bits": external, "streamed_engines": [w["node"] for w in design.weight_ports],
             "part_block_ram_bits": part_bits, "fits_part_by_bits": sum(bits.values()) <= part_bits,
             "weight_stream": {"clock_mhz": hw.clock_mhz, "images_per_second": images_per_s,
                               "weight_read_bits_per_image": weight_read_bits,
                               "per_event_gbit_per_s": weight_read_bits * images_per_s / 1e9,
-                              "once_per_image_gbit_per_s": bits.get("weights", 0) * images_per_s / 1e9}}
+                              "once_per_image_gbit_per_s": bits.get("weights", 0) * images_per_s / 1e9,
+                              "latency_cycles": hw.weight_stream_latency if design.weight_ports else None,
+                              "streamed_bits_per_image": streamed_bits,
+                              "streamed_gbit_per_s": streamed_bits * images_per_s / 1e9,
+                              "streamed_peak_gbit_per_s": sum(w["width"] for w in design.weight_ports) * hw.clock_mhz / 1e3}}
 
 
 def accel_energy(design: TopDesign, ex, x_int: np.ndarray, traces: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -794,10 +879,18 @@ def _memory_markdown(m: dict[str, Any] | None) -> list[str]:
             f"{m['part_block_ram_bits'] / 1e6:.3f} Mbit of block RAM: "
             + ("fits by bits (synthesis decides the mapping)." if m["fits_part_by_bits"] else "**does not fit**: "
                "the weights would come from external memory."),
-            f"- A weight stream port from external memory would carry, at {w['clock_mhz']:g} MHz "
-            f"({w['images_per_second']:,.0f} images/s): {w['per_event_gbit_per_s']:.2f} Gbit/s reading each weight "
-            f"per synaptic event (no cache), or {w['once_per_image_gbit_per_s']:.2f} Gbit/s loading every weight "
-            "once per image (a cache holding a layer's weights while its events run)."]
+            *([] if m.get("streamed_engines") else [
+               f"- A weight stream port from external memory would carry, at {w['clock_mhz']:g} MHz "
+               f"({w['images_per_second']:,.0f} images/s): {w['per_event_gbit_per_s']:.2f} Gbit/s reading each weight "
+               f"per synaptic event (no cache), or {w['once_per_image_gbit_per_s']:.2f} Gbit/s loading every weight "
+               "once per image (a cache holding a layer's weights while its events run)."
+               + ("" if m["fits_part_by_bits"] else " `--weight-stream` puts engines on such a port.")]),
+            *([f"- **Weights streamed** from external memory ({len(m['streamed_engines'])} engines: "
+               f"{', '.join(m['streamed_engines'])}; {m['external_weight_bits'] / 1e6:.3f} Mbit off chip, "
+               f"latency {w['latency_cycles']} cycles in simulation): they took {w['streamed_bits_per_image'] / 1e6:.3f} "
+               f"Mbit per image, a burst per spike: {w['streamed_gbit_per_s']:.2f} Gbit/s at {w['clock_mhz']:g} MHz, "
+               f"{w['streamed_peak_gbit_per_s']:.2f} Gbit/s peak (every streamed engine taking a word each cycle)."]
+              if m.get("streamed_engines") else [])]
 
 
 def lanes_phrase(r: dict[str, Any]) -> str:
@@ -833,11 +926,15 @@ def _lanes_markdown(r: dict[str, Any]) -> list[str]:
 
 def energy_markdown(e: dict[str, Any]) -> list[str]:
     h, sop = e["hardware"], e["sop_model"]
+    ext = e["activity"].get("external_read_bits", 0)
+    external = f", {ext / 8e3:,.1f} kB of weights from external memory (DRAM)" if ext else ""
+    external_share = f", external memory {100 * h['external_read_pj'] / h['total_pj']:.0f}%" if ext else ""
     return [f"Energy per image ({e['images']} images), two models (docs/accelerator.md):", "",
             "| model | what it counts | energy per image |", "|---|---|---|",
             f"| the accelerator's own activity, 45 nm | {h['add_ops']:,.0f} integer adds, {h['mult_ops']:,.0f} multiplies, "
             f"{e['activity']['read_bits'] / 8e3:,.1f} kB read and {e['activity']['write_bits'] / 8e3:,.1f} kB written "
-            f"on chip | **{h['total_pj'] / 1e6:.3f} uJ** (memory {100 * (h['memory_read_pj'] + h['memory_write_pj']) / h['total_pj']:.0f}%) |",
+            f"on chip{external} | **{h['total_pj'] / 1e6:.3f} uJ** (memory {100 * (h['memory_read_pj'] + h['memory_write_pj']) / h['total_pj']:.0f}%"
+            f"{external_share}) |",
             f"| the paper's SOP model (E_AC {sop['e_ac_pj']} pJ, E_MAC {sop['e_mac_pj']} pJ: 32-bit float) | "
             f"{sop['sops']:,.0f} SOPs, {sop['macs']:,.0f} MACs | {sop['energy_pj'] / 1e6:.3f} uJ |", "",
             "By block: " + ", ".join(f"{k} {v / 1e6:.3f} uJ" for k, v in e["hardware_pj_by_block"].items()) + ".", ""]

@@ -10,6 +10,8 @@ model's (``saformer accel`` holds them equal at every checkpoint and in the logi
   multiplies W_BITS x VALUE_BITS) and writes the accumulator back; a border tap outside the frame
   is a no-op (no read either: the weight ROM is enabled only for in-range slots). Per group (a token, a frame, the head's sample), every output
   word is drained: accumulator and bias read, LANES adds of ACC_BITS+1 bits, the word cleared.
+  An engine on its weight stream port (WEIGHT_PORT = 1) reads no weight ROM: it takes every word
+  of each event's burst from external memory, border taps included (external_read_bits).
 - lif_unit: per neuron and step, a membrane read and write (WIDTH bits), an add and a compare.
 - sasa_core (not event-driven: a fixed schedule of N*D/P beats a step): per channel and token,
   the window counters and the score (3 adds), the K buffer written and its 9 neighbours read, the
@@ -39,6 +41,7 @@ class Activity:
     read_bits: int = 0
     write_bits: int = 0
     weight_read_bits: int = 0  # the share of read_bits that reads weights (what a weight stream would carry)
+    external_read_bits: int = 0  # weights taken from external memory (engines on their weight stream port)
 
     def add(self, other: "Activity") -> None:
         self.adds.update(other.adds)
@@ -46,12 +49,13 @@ class Activity:
         self.read_bits += other.read_bits
         self.write_bits += other.write_bits
         self.weight_read_bits += other.weight_read_bits
+        self.external_read_bits += other.external_read_bits
 
     def scaled(self, f: float) -> dict[str, Any]:
         return {"adds": {int(k): v * f for k, v in sorted(self.adds.items())},
                 "mults": {f"{a}x{b}": v * f for (a, b), v in sorted(self.mults.items())},
                 "read_bits": self.read_bits * f, "write_bits": self.write_bits * f,
-                "weight_read_bits": self.weight_read_bits * f}
+                "weight_read_bits": self.weight_read_bits * f, "external_read_bits": self.external_read_bits * f}
 
 
 def _border_taps(n: int) -> np.ndarray:
@@ -84,8 +88,12 @@ def _engine(p: dict[str, int], x: np.ndarray, groups: int) -> Activity:
     if p.get("VALUE_BITS", 0):
         a.mults[(p["W_BITS"], p["VALUE_BITS"])] += in_range * lanes
     a.adds[p["ACC_BITS"] + 1] += drains * lanes
-    a.read_bits += in_range * w_word + (in_range + drains) * acc_word + drains * acc_word  # weights, acc, bias
-    a.weight_read_bits += in_range * w_word
+    a.read_bits += (in_range + drains) * acc_word + drains * acc_word  # accumulators, biases
+    if p.get("WEIGHT_PORT", 0):  # the whole burst, out-of-range taps too, from off chip
+        a.external_read_bits += n_events * p["KERNEL"] ** 2 * chunks * w_word
+    else:
+        a.read_bits += in_range * w_word
+        a.weight_read_bits += in_range * w_word
     a.write_bits += (in_range + drains) * acc_word
     return a
 

@@ -11,7 +11,10 @@ and simulates any of them (Verilator through cocotb, the generic bench tb/block_
                 also has its own bench and cycle model (saformer.rtl_sim.core / sim), which the flow uses
     syn_engine  the event-driven synaptic layer (linear / 1x1, 3x3 on spike maps): a spike adds its
                 weight rows, LANES outputs a cycle; weights and accumulators in on-chip memories.
-                With VALUE_BITS > 0, the first conv (events carry the image's values: it multiplies)
+                With VALUE_BITS > 0, the first conv (events carry the image's values: it multiplies).
+                With WEIGHT_PORT = 1 its weights stream in from external memory instead of a ROM
+    syn_engine_streamed  a syn_engine on its weight stream port behind weight_stream_mem (the
+                external memory's model: a burst per spike, a fixed latency): the port's test
     event_encoder  a dense stream (a lif_unit's spikes, the image's values) -> syn_engine's events,
                 one per non-zero element, with the engine's group ends
     lane_gearbox   a dense stream re-beaten from IN_LANES to OUT_LANES values a beat (an engine's lanes
@@ -34,6 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from saformer.config import WEIGHT_LATENCY_RANGE
 from saformer.errors import ConfigError
 from saformer.quant.fixed_point import int_range, lif_int, saturate, shift_to_membrane
 from saformer.quant.golden import conv3x3, linear, maxpool3x3s2, sasa_core
@@ -64,6 +68,8 @@ class Block:
     # and the multiplier check covers
     examples: tuple[dict[str, int], ...] = ()
     multipliers: Callable[[dict[str, int]], int] = lambda p: 0  # what the design may multiply ($mul cells)
+    # a bench wrapper around a model of something off chip (not hardware): simulated, never synthesized
+    simulation_only: bool = False
 
     def file_params(self, directory: Path | None) -> dict[str, str]:
         """The HDL's file parameters as Verilator / Yosys literals ('""' when there is no directory)."""
@@ -171,6 +177,8 @@ def _engine_check(p: dict[str, int]) -> None:
         raise ConfigError(f"syn_engine: OUT_SHIFT must be an integer within -32..32, got {p.get('OUT_SHIFT')!r}")
     if not isinstance(p.get("VALUE_BITS", 0), int) or not 0 <= p.get("VALUE_BITS", 0) <= 24:
         raise ConfigError(f"syn_engine: VALUE_BITS must be 0 (spikes) or an input width up to 24, got {p.get('VALUE_BITS')!r}")
+    if p.get("WEIGHT_PORT", 0) not in (0, 1):
+        raise ConfigError(f"syn_engine: WEIGHT_PORT={p.get('WEIGHT_PORT')!r} is not 0 (a weight ROM) or 1 (a weight stream port)")
 
 
 def _value_range(p: dict[str, int]) -> tuple[int, int]:
@@ -310,6 +318,65 @@ SYN_ENGINE = Block("syn_engine", "syn_engine", (HDL_DIR / "syn_engine.sv",), _en
                              dict(IN=1, OUT=8, LANES=8, KERNEL=3, H=8, W=8, W_BITS=8, ACC_BITS=32, MEM_BITS=16,
                                   OUT_SHIFT=-2, VALUE_BITS=8)),  # the first conv, on the 8-bit image
                    multipliers=lambda p: p["LANES"] if p.get("VALUE_BITS", 0) else 0)
+
+# ---- syn_engine_streamed: the engine on its weight stream port, with the memory model -----------
+
+
+def _streamed_check(p: dict[str, int]) -> None:
+    _engine_check({k: v for k, v in p.items() if k not in ("LATENCY", "STALL_PERCENT")})
+    lo, hi = WEIGHT_LATENCY_RANGE
+    if not isinstance(p.get("LATENCY"), int) or not lo <= p["LATENCY"] <= hi:
+        raise ConfigError(f"syn_engine_streamed: LATENCY={p.get('LATENCY')!r}; the memory model takes {lo}..{hi} cycles")
+    if not 0 <= p.get("STALL_PERCENT", 0) <= 90:
+        raise ConfigError(f"syn_engine_streamed: STALL_PERCENT={p.get('STALL_PERCENT')} is outside 0..90")
+
+
+def event_kinds(groups: np.ndarray) -> list[int]:
+    """Per engine input event of ``groups`` (groups, positions, IN): NORMAL, LAST or EMPTY
+    (saformer.rtl_sim.cycle_model's codes), in stream order."""
+    from saformer.rtl_sim.cycle_model import EMPTY, LAST, NORMAL
+
+    kinds: list[int] = []
+    for e in (np.asarray(groups) != 0).sum(axis=(1, 2)):
+        kinds += [NORMAL] * (int(e) - 1) + [LAST] if e else [EMPTY]
+    return kinds
+
+
+def _streamed_cycles(p: dict[str, int], x: np.ndarray) -> int:
+    """Stall-free cycles (source and sink never wait, the memory never withholds a word), from the
+    first input beat to the last output beat: syn_engine's equations with the weight port's terms
+    (syn_engine.sv's header; the top's cycle model, cycle_model._engine_take, is the general form).
+    An event shown at cycle o is taken at a = max(o + 1, ready) and its words move from
+    max(a + 1, o + 1 + LATENCY) on, a burst a cycle each."""
+    from saformer.rtl_sim.cycle_model import EMPTY, NORMAL
+
+    burst = p["KERNEL"] ** 2 * (p["OUT"] // p["LANES"])
+    drain = _positions(p) * (p["OUT"] // p["LANES"])
+    offer, ready, first, drained = 0, 0, None, 0
+    for kind in event_kinds(_engine_groups(p, x)):
+        a = max(offer + 1, ready)
+        first = a if first is None else first
+        if kind == EMPTY:
+            start = a + 1
+        else:
+            last = max(a + 1, offer + 1 + p["LATENCY"]) + burst - 1
+            if kind == NORMAL:
+                offer, ready = a + 1, last
+                continue
+            start = last + 1
+        offer = a + 1
+        drained = start + drain - 1
+        ready = drained + 1
+    return drained + 2 - first + 1
+
+
+SYN_ENGINE_STREAMED = Block("syn_engine_streamed", "syn_engine_streamed",
+                            tuple(HDL_DIR / f for f in ("syn_engine_streamed.sv", "syn_engine.sv", "weight_stream_mem.sv")),
+                            _streamed_check, _streamed_cycles, _engine_golden, _engine_pack_in,
+                            lambda p, y: pack_words(y, p["MEM_BITS"], p["LANES"]),
+                            files={"WEIGHT_FILE": "weight.hex", "BIAS_FILE": "bias.hex"},
+                            write_memories=lambda p, d, directory: _engine_write_memories(p, d, directory),
+                            simulation_only=True)
 
 # ---- event_encoder -------------------------------------------------------------------------------
 def _encoder_check(p: dict[str, int]) -> None:
@@ -507,7 +574,8 @@ SASA_CORE = Block("sasa_core", TOP, tuple(SOURCES), _sasa_check,
                   examples=(dict(N=16, N_AGG=4, GRID_H=4, GRID_W=4, D=64, T=4, P=8, MEM_BITS=16, MEM_FRAC=8, THETA_A=8,
                                  THETA_O=128, DWC=1, ACC_BITS=32, W_BITS=8, DWC_SHIFT=-2),))
 
-BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE, EVENT_ENCODER,
+BLOCKS: dict[str, Block] = {b.name: b for b in (LIF_UNIT, SAT_ADD, MAXPOOL, SKID_BUFFER, SYN_ENGINE, SYN_ENGINE_STREAMED,
+                                                EVENT_ENCODER,
                                                 STREAM_FIFO, FORK_JOIN, FRAME_REPEAT, LANE_GEARBOX,
                                                 SASA_CORE)}
 

@@ -310,21 +310,29 @@ def _encoder(sv: _Solver, counts: np.ndarray, ends: np.ndarray, s_offer: _Seq, s
 
 
 def _engine_take(sv: _Solver, kinds: np.ndarray, busy: int, ev_offer: _Seq, ev_xfer: _Seq, start: _Seq,
-                 drained: _Seq) -> Chain:
+                 drained: _Seq, latency: int | None = None) -> Chain:
     """syn_engine's accumulate side: a spike keeps it busy TAPS*CH cycles and the next event is taken
     in the last of them; a group's last spike (or its empty beat) starts the drain the cycle after,
-    and no event is taken until the cycle after the drain's last read."""
+    and no event is taken until the cycle after the drain's last read.
+
+    ``latency``: the engine streams its weights (WEIGHT_PORT = 1) from a memory that shows a burst's
+    first word that many cycles after its request (weight_stream_mem). The request of an event goes
+    out the cycle it shows (o) and moves the next, so the event is taken at a >= o + 1 and its
+    TAPS*CH words move from max(a + 1, o + 1 + latency) on, one a cycle (the burst before it has
+    left by then: this event is taken no earlier than that burst's last word)."""
     ready, g = 0, 0
     for i in range(len(kinds)):
         while len(ev_offer) <= i:
             yield ev_offer
-        a = max(ev_offer[i], ready)
+        o = ev_offer[i]
+        a = max(o if latency is None else o + 1, ready)
         sv.put(ev_xfer, a)
         kind = kinds[i]
+        last = a + busy if latency is None else max(a + 1, o + 1 + latency) + busy - 1  # its last update
         if kind == NORMAL:
-            ready = a + busy
+            ready = last
             continue
-        sv.put(start, a + busy + 1 if kind == LAST else a + 1)
+        sv.put(start, last + 1 if kind == LAST else a + 1)
         while len(drained) <= g:
             yield drained
         ready = drained[g] + 1
@@ -495,7 +503,8 @@ def model_top(design, ex, counts: dict[str, np.ndarray], ready_every: int = 1) -
             taps = p["KERNEL"] ** 2
             pos = p["H"] * p["W"] if p["KERNEL"] == 3 else 1
             start, drained, issue = sv.seq(f"{name}.start"), sv.seq(f"{name}.drained"), sv.seq(f"{name}.issue")
-            sv.chain(f"{name}.take", _engine_take(sv, e.kinds, taps * ch, offer[s], xfer[s], start, drained))
+            sv.chain(f"{name}.take", _engine_take(sv, e.kinds, taps * ch, offer[s], xfer[s], start, drained,
+                                                  b.get("weight_latency")))
             sv.chain(f"{name}.drain", _engine_drain(sv, e.groups, pos * ch, start, drained, issue, xfer[m]))
             sv.chain(f"{name}.out", _shown(sv, e.groups * pos * ch, issue, 2, offer[m], xfer[m]))  # its output FIFO
         elif kind == "sasa_core":

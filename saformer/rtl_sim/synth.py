@@ -169,6 +169,9 @@ def _block_script(name: str, params: dict[str, int], work: Path, data, memory_st
     from saformer.rtl_sim.blocks import get_block
 
     block = get_block(name)
+    if block.simulation_only:
+        raise SynthesisError(f"block {name} is a bench around a model of off-chip memory, not hardware: "
+                             "synthesize the block it wraps")
     block.check(params)
     work.mkdir(parents=True, exist_ok=True)
     for src in block.sources:

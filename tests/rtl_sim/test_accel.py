@@ -1,6 +1,7 @@
 """The whole accelerator (saformer.rtl_sim.accel): the top generated from a trained digits export's
 graph, simulated end to end by the compiled harness, logits equal to the golden model's on real test
-images (and so the classes); one flipped weight bit in a memory the RTL reads is caught; and the
+images (and so the classes); one flipped weight bit in a memory the RTL reads is caught; engines
+on their weight stream ports behind a model of external memory give the same logits; and the
 `saformer accel` command writes its report."""
 
 import json
@@ -64,6 +65,60 @@ def test_the_top_equals_the_golden_model_and_a_flipped_weight_bit_is_caught(digi
     assert not np.array_equal(flipped.logits, gold)
     assert np.array_equal(flipped.logits[:, 1:], gold[:, 1:])  # only class 0 moves, by 64 per spike
     assert ((np.abs(flipped.logits[:, 0] - gold[:, 0]) % 64) == 0).all()
+
+
+def test_a_top_with_streamed_weights_equals_the_golden_model(digits, tmp_path):
+    """Three engines on their weight stream ports (the first conv, which multiplies; an MLP fc1; the
+    head), a model of external memory on each at 24 cycles of latency: the same logits, every
+    image's cycles as the exact cycle model predicts, no ROM left for those engines, the port's
+    traffic a burst per event; and a flipped bit in what the memory serves is caught."""
+    from saformer.rtl_sim.accel import memory_and_weight_stream, top_memories
+    from saformer.rtl_sim.activity import image_activity
+
+    ex, x, _, gold, traces = digits
+    streamed = ("sps.convs.0", "blocks.1.mlp.fc1", "logits")
+    hw = HardwareConfig(weight_stream=streamed, weight_stream_latency=24)
+    design, harness, _ = build_top(ex, hw, tmp_path)
+    assert [w["node"] for w in design.weight_ports] == list(streamed) and design.sim_top == "saformer_top_sim"
+    assert design.sv.count("WEIGHT_PORT(1)") == 3 and "head_w_data" in design.sv.split("module saformer_top (")[1].split(");")[0]  # top ports
+    r = run_top(design, harness, x)
+    assert np.array_equal(r.logits, gold), np.argwhere(r.logits != gold)[:5]
+    counts = encoder_counts(design, ex, x, traces)
+    assert np.array_equal(model_top(design, ex, counts).cycles_per_image, r.cycles_per_image)
+    rom = generate_top(ex, HardwareConfig(), None)
+    slower = model_top(rom, ex, counts).cycles_per_image  # the ROM top's
+    assert (np.cumsum(r.cycles_per_image) >= np.cumsum(slower)).all()  # no image leaves earlier (max-plus: monotone)
+    kinds = {(kind, name) for kind, name, _, _ in top_memories(design)}
+    assert ("external weights", "u_head") in kinds and ("weights", "u_head") not in kinds
+    act = image_activity(design, ex, x, traces)["total"]
+    head = next(b["params"] for b in design.blocks if b["instance"] == "u_head")
+    assert act["external_read_bits"] > 0
+    m = memory_and_weight_stream(design, hw, float(np.median(r.cycles_per_image)), act["weight_read_bits"],
+                                 act["external_read_bits"])
+    assert m["streamed_engines"] == list(streamed) and m["external_weight_bits"] > 0
+    assert m["weight_stream"]["streamed_peak_gbit_per_s"] == pytest.approx(
+        sum(w["width"] for w in design.weight_ports) * 100 / 1e3)
+    # the head's most active input channel: class 0's weight gains 64 in the external memory's file
+    channel = int(np.argmax(traces["head_lif.s"].sum(axis=(0, 1, 2))))
+    word = channel * head["OUT"] // head["LANES"]
+    f = tmp_path / "mem" / "head" / "weight.hex"
+    lines = f.read_text().split()
+    lines[word] = f"{int(lines[word], 16) ^ (1 << 6):0{len(lines[word])}x}"
+    f.write_text("\n".join(lines) + "\n")
+    flipped = run_top(design, harness, x)
+    assert not np.array_equal(flipped.logits, gold) and np.array_equal(flipped.logits[:, 1:], gold[:, 1:])
+
+
+def test_a_weight_stream_of_unknown_layers_is_refused(digits):
+    from saformer.errors import ConfigError
+
+    ex = digits[0]
+    with pytest.raises(ConfigError, match=r"weight_stream names \['blocks.9.mlp.fc1'\], not synaptic layers"):
+        generate_top(ex, HardwareConfig(weight_stream=("blocks.9.mlp.fc1",)), None)
+    with pytest.raises(ConfigError, match=r"weight_stream_latency must be an integer in \[2, 4096\]"):
+        HardwareConfig(weight_stream=("logits",), weight_stream_latency=1)
+    everything = generate_top(ex, HardwareConfig(weight_stream=("all",)), None)
+    assert len(everything.weight_ports) == sum(b["block"] == "syn_engine" for b in everything.blocks)
 
 
 def test_the_accel_command_writes_its_report(qat_runs, tmp_path):

@@ -4,7 +4,8 @@ shifts right, left and none), spike rates from none to all, membranes saturating
 accumulators within a bit of their width, stall-free with the exact cycle model and with random
 idles and back-pressure; the first conv (events carrying the image's values: it multiplies); then
 every synaptic layer of two crafted exports, stimuli from the golden model's traces (the first
-conv: the quantized input) and expected values from GoldenModel.synapse itself."""
+conv: the quantized input) and expected values from GoldenModel.synapse itself; the weight stream
+port (weights from a model of external memory) against the ROM."""
 
 import dataclasses
 import math
@@ -109,6 +110,44 @@ def test_an_accumulator_narrower_than_the_membrane_sign_extends(tmp_path):
     assert (y < -(2 ** (p["ACC_BITS"] - 2))).any() and (y > 0).any()  # negative beyond the accumulator's top bit
     res = simulate("syn_engine", p, x, tmp_path, run="narrow", data=data)
     assert res.bit_exact and res.cycles_match, res
+
+
+@pytest.mark.parametrize("name", ["linear-8x4-L2-narrow-acc", "conv-3to8-4x5-L8"])
+def test_the_weight_stream_port_equals_the_rom(name, tmp_path):
+    """WEIGHT_PORT = 1 behind the external memory's model (syn_engine_streamed): the same outputs
+    as the ROM engine, at a latency the look-ahead hides and at one it cannot (a burst here is 2 or
+    9 words), cycle for cycle as the model predicts; and bit-exact when the input idles, the output
+    back-pressures and the memory withholds 30% of its words."""
+    rng = np.random.default_rng(len(name))
+    p, data = layer_data(GEOMETRIES[name], rng)
+    x = spikes(p, rng)
+    rom = SYN_ENGINE.cycles(p, x)
+    totals = {}
+    for latency in (2, 40):
+        q = {**p, "LATENCY": latency}
+        assert lint("syn_engine_streamed", q) == ""
+        res = simulate("syn_engine_streamed", q, x, tmp_path / str(latency), run="stall_free", data=data)
+        assert res.bit_exact and res.cycles_match, (latency, res)
+        totals[latency] = res.total
+        # the model's latency term is read: one cycle more of latency predicts another total
+        assert blocks.BLOCKS["syn_engine_streamed"].cycles({**q, "LATENCY": latency + 1}, x) != res.total
+    assert rom <= totals[2] < totals[40]  # the request runs ahead; 40 cycles is more than one event's work
+    stalled = simulate("syn_engine_streamed", {**p, "LATENCY": 7, "STALL_PERCENT": 30}, x, tmp_path / "stalls",
+                       p_idle=0.3, p_backpressure=0.3, seed=2, run="stalls", data=data)
+    assert stalled.bit_exact and stalled.total > totals[2], stalled
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"LATENCY": 1}, r"LATENCY=1; the memory model takes 2\.\.4096 cycles"),
+    ({"LATENCY": 8, "STALL_PERCENT": 95}, "STALL_PERCENT=95 is outside 0..90"),
+    ({"LATENCY": 8, "KERNEL": 2}, "KERNEL=2 is not 1"),
+])
+def test_a_bad_weight_stream_is_refused(change, message, tmp_path):
+    p, data = layer_data(GEOMETRIES["linear-16x16-L4"], np.random.default_rng(1))
+    with pytest.raises(ConfigError, match=message):
+        simulate("syn_engine_streamed", {**p, **change}, np.zeros((1, 1, 1, 16), np.int8), tmp_path, data=data)
+    with pytest.raises(ConfigError, match="WEIGHT_PORT=2 is not 0"):
+        lint("syn_engine", {**p, "WEIGHT_PORT": 2})
 
 
 def test_cycles_follow_the_spike_count_not_the_fan_in():

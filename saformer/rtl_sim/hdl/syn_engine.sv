@@ -19,7 +19,8 @@
 //   positions row-major (y, x), so a drained group is the layer's output at one step in (pos, ch)
 //   order: the order lif_unit takes its drives in.
 // Memories: weights WEIGHT_FILE ($readmemh, IN*TAPS*CH words of LANES*W_BITS bits, word
-//   (c*TAPS + tap)*CH + chunk, tap = ky*3 + kx, lane l = output chunk*LANES + l), biases BIAS_FILE
+//   (c*TAPS + tap)*CH + chunk, tap = ky*3 + kx, lane l = output chunk*LANES + l), or with WEIGHT_PORT
+//   those words streamed in from outside (below); biases BIAS_FILE
 //   (CH words of LANES*ACC_BITS), accumulators POS*CH words of LANES*ACC_BITS (one read and one
 //   write port, read registered: block RAM); a write to the word being read is forwarded.
 // Cycle model (stall-free): a group with e spikes takes 1 + e*TAPS*CH + POS*CH cycles (one to load
@@ -30,6 +31,20 @@
 //   be narrower than MEM_BITS; the drain sign-extends before it shifts and saturates.
 // Boundaries: s_ready and m_valid / m_data come from registers only; m_ready reaches nothing
 //   combinationally (a 4-deep output FIFO, drain reads issued while it has room).
+//
+// Weight stream port (WEIGHT_PORT = 1, for weights that do not fit on chip): no weight ROM. A spike
+//   event's weights are one burst of BURST = TAPS*CH words from external memory, requested on
+//   wr_valid / wr_ready / wr_addr (the burst's first word, c*TAPS*CH, in WEIGHT_FILE's order) and
+//   taken in order on w_valid / w_ready / w_data, one word per update cycle (out-of-range taps
+//   included), so the engine reads what the ROM held. The request of the event at the head of the
+//   input is issued while the event before it still works (one event of look-ahead: a memory
+//   latency up to about BURST cycles is hidden); the head is taken only once its request is out,
+//   an empty beat included (one cycle after it shows). At most two bursts are outstanding. Here
+//   s_ready also reads w_valid (the last update of an event takes the next event); w_valid comes from
+//   the memory, which sees nothing of s_*, so no loop. Bandwidth: LANES*W_BITS bits per update cycle.
+//   Cycle model (a memory that shows a burst's first word L cycles after taking its request, then a
+//   word a cycle): an event shown at cycle o and taken at a >= o + 1 consumes its words from
+//   max(a + 1, o + 1 + L) on (saformer.rtl_sim.cycle_model; hdl/weight_stream_mem.sv is that memory).
 `default_nettype none
 
 module syn_engine #(
@@ -44,6 +59,7 @@ module syn_engine #(
     parameter int MEM_BITS = 16,    // membrane width (signed)
     parameter int OUT_SHIFT = 0,    // acc_frac - mem_frac of the layer (negative: exact left shift)
     parameter int VALUE_BITS = 0,   // 0: spikes; > 0: events carry a signed input value (the first conv)
+    parameter int WEIGHT_PORT = 0,  // 0: weights in an on-chip ROM; 1: streamed in (wr_* / w_*)
     parameter WEIGHT_FILE = "",
     parameter BIAS_FILE = ""
 ) (
@@ -54,7 +70,14 @@ module syn_engine #(
     input  wire logic [EVW-1:0]              s_data,
     output logic                             m_valid,
     input  wire logic                        m_ready,
-    output logic [LANES*MEM_BITS-1:0]        m_data
+    output logic [LANES*MEM_BITS-1:0]        m_data,
+    // the weight stream port (WEIGHT_PORT = 1; tied off and ignored otherwise)
+    output logic                             wr_valid,
+    input  wire logic                        wr_ready,
+    output logic [WAW-1:0]                   wr_addr,
+    input  wire logic                        w_valid,
+    output logic                             w_ready,
+    input  wire logic [LANES*W_BITS-1:0]     w_data
 );
     localparam int CH = OUT / LANES;                       // beats per position
     localparam int TAPS = KERNEL * KERNEL;
@@ -84,19 +107,14 @@ module syn_engine #(
     endfunction
 
     // ---- memories ------------------------------------------------------------------------------
-    logic [LANES*W_BITS-1:0] wrom [WDEPTH];
     logic [AW-1:0] brom [CH];
     logic [AW-1:0] acc [ADEPTH];
     // zeros first (the accumulators' are the contract's start); the weight ROM's zeros only in
     // simulation, where a file may be short: synthesis reads the whole file, and Yosys unrolls an
     // init loop word by word (minutes for a CIFAR-size ROM)
     initial begin
-`ifndef SYNTHESIS
-        for (int i = 0; i < WDEPTH; i++) wrom[i] = '0;
-`endif
         for (int i = 0; i < CH; i++) brom[i] = '0;
         for (int i = 0; i < ADEPTH; i++) acc[i] = '0;
-        if (WEIGHT_FILE != "") $readmemh(WEIGHT_FILE, wrom);
         if (BIAS_FILE != "") $readmemh(BIAS_FILE, brom);
     end
 
@@ -124,9 +142,12 @@ module syn_engine #(
     logic [WAW-1:0] waddr;
     logic [AAW+1:0] ebase;                                 // (ey*W + ex)*CH
 
+    // an update cycle: busy, with its weight word here (always, from the ROM; when w_valid, streamed)
+    logic head_requested;                                 // the weight port's look-ahead (1 without it)
+    wire step = busy && (WEIGHT_PORT == 0 || w_valid);
     wire last_chunk = chunk == CHW'(CH - 1);
-    wire last_update = busy && last_chunk && kx == 2'(KERNEL - 1) && ky == 2'(KERNEL - 1);
-    assign s_ready = !draining && (!busy || (last_update && !ev_last));
+    wire last_update = step && last_chunk && kx == 2'(KERNEL - 1) && ky == 2'(KERNEL - 1);
+    assign s_ready = !draining && (!busy || (last_update && !ev_last)) && head_requested;
     wire take = s_valid && s_ready;
 
     // target of this tap: (ey + 1 - ky, ex + 1 - kx); its address offset is a constant per tap
@@ -155,7 +176,7 @@ module syn_engine #(
     /* verilator lint_off UNUSEDSIGNAL */  // in range, the target address fits AAW bits
     wire signed [AAW+2:0] target = $signed({1'b0, ebase}) + toff + $signed({1'b0, (AAW+2)'(chunk)});
     /* verilator lint_on UNUSEDSIGNAL */
-    wire upd_issue = busy && in_range;
+    wire upd_issue = step && in_range;
 
     // ---- drain: read each accumulator word, add the bias, shift, saturate ------------------------
     logic [AAW-1:0] daddr;
@@ -212,7 +233,6 @@ module syn_engine #(
             acc[b_addr] <= wdata;
             fwd_val <= wdata;
         end
-        if (upd_issue) w_q <= wrom[waddr];
         if (drain_issue) b_bias <= brom[dchunk];
     end
 
@@ -258,7 +278,7 @@ module syn_engine #(
             b_value <= ev_value;
             fwd <= b_wen && rd_en && b_addr == rd_addr;
 
-            if (busy) begin
+            if (step) begin
                 waddr <= waddr + 1'b1;
                 if (last_chunk) begin
                     chunk <= '0;
@@ -304,4 +324,57 @@ module syn_engine #(
             fifo_count <= fifo_count + 3'(b_drain) - 3'(pop);
         end
     end
+
+    // ---- weights: the ROM, or the stream port ------------------------------------------------------
+    generate
+        if (WEIGHT_PORT == 0) begin : g_rom
+            logic [LANES*W_BITS-1:0] wrom [WDEPTH];
+            // zeros only in simulation, where a file may be short: synthesis reads the whole file, and
+            // Yosys unrolls an init loop word by word (minutes for a CIFAR-size ROM)
+            initial begin
+`ifndef SYNTHESIS
+                for (int i = 0; i < WDEPTH; i++) wrom[i] = '0;
+`endif
+                if (WEIGHT_FILE != "") $readmemh(WEIGHT_FILE, wrom);
+            end
+            always_ff @(posedge clk) if (upd_issue) w_q <= wrom[waddr];
+            assign head_requested = 1'b1;
+            assign wr_valid = 1'b0;
+            assign wr_addr = '0;
+            assign w_ready = 1'b0;
+            /* verilator lint_off UNUSEDSIGNAL */
+            wire unused_port = &{1'b0, wr_ready, w_valid, w_data};
+            /* verilator lint_on UNUSEDSIGNAL */
+        end else begin : g_port
+            logic req_valid;
+            logic [WAW-1:0] req_addr;
+            // the head event's request goes out once the request register is free; an empty beat
+            // needs none, but is marked the same way (s_ready then comes from registers alone)
+            wire req_issue = s_valid && !head_requested && (!req_valid || wr_ready);
+            always_ff @(posedge clk) begin
+                if (rst) begin
+                    head_requested <= 1'b0;
+                    req_valid <= 1'b0;
+                    req_addr <= '0;
+                end else begin
+                    if (req_valid && wr_ready) req_valid <= 1'b0;
+                    if (req_issue) begin
+                        head_requested <= 1'b1;
+                        if (!s_empty) begin
+                            req_valid <= 1'b1;
+                            req_addr <= WAW'(cmul(32'(s_c), TAPS * CH));
+                        end
+                    end
+                    if (take) head_requested <= 1'b0;
+                end
+            end
+            always_ff @(posedge clk) if (upd_issue) w_q <= w_data;
+            assign wr_valid = req_valid;
+            assign wr_addr = req_addr;
+            assign w_ready = busy;
+            /* verilator lint_off UNUSEDSIGNAL */
+            wire unused_rom = &{1'b0, waddr};  // the ROM's address walk, kept in step for a shared datapath
+            /* verilator lint_on UNUSEDSIGNAL */
+        end
+    endgenerate
 endmodule
