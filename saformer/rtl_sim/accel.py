@@ -43,6 +43,7 @@ from saformer.rtl_sim.core import HDL_DIR, params_from_export, write_dwc_file
 
 TOP = "saformer_top"
 SIM_TOP = "saformer_top_sim"  # the top with weight_stream_mem models on its weight ports
+WEIGHT_PORT_SIGNALS = ("wr_valid", "wr_ready", "wr_addr", "w_valid", "w_ready", "w_data")  # syn_engine.sv's
 TRACE_BATCH = 64  # images per traced golden pass in accelerate_export (a CIFAR image's traces are ~MBs)
 
 
@@ -217,7 +218,7 @@ class _Builder:
                                       "width": params["LANES"] * params["W_BITS"], "burst": taps * chunks,
                                       "latency": self.hw.weight_stream_latency, "file": files["WEIGHT_FILE"]})
             files = {**files, "WEIGHT_FILE": '""'}
-            ports.update({f"{p}": f"{name}_{p}" for p in ("wr_valid", "wr_ready", "wr_addr", "w_valid", "w_ready", "w_data")})
+            ports.update({p: f"{name}_{p}" for p in WEIGHT_PORT_SIGNALS})
         else:  # the ROM: the port tied off
             ports.update({"wr_valid": "", "wr_ready": "1'b0", "wr_addr": "", "w_valid": "1'b0", "w_ready": "", "w_data": "'0"})
         self.instance("syn_engine", "syn_engine", name, {**params, **files}, ports)
@@ -455,7 +456,7 @@ def _sim_top(weight_ports: list[dict[str, Any]], in_width: int, out_width: int) 
                   f".LATENCY({wp['latency']}), .WEIGHT_FILE({wp['file']})) u_{e}_mem (",
                   f"        .clk, .rst, .r_valid({e}_wr_valid), .r_ready({e}_wr_ready), .r_addr({e}_wr_addr),",
                   f"        .m_valid({e}_w_valid), .m_ready({e}_w_ready), .m_data({e}_w_data));"]
-        conns += [f".{e}_{p}" for p in ("wr_valid", "wr_ready", "wr_addr", "w_valid", "w_ready", "w_data")]
+        conns += [f".{e}_{p}" for p in WEIGHT_PORT_SIGNALS]
     lines += [f"    {TOP} u_top (.clk, .rst, .s_valid, .s_ready, .s_data, .m_valid, .m_ready, .m_data,",
               f"        {', '.join(conns)});", "endmodule", "", "`default_nettype wire", ""]
     return "\n".join(lines)

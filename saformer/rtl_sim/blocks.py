@@ -375,7 +375,7 @@ SYN_ENGINE_STREAMED = Block("syn_engine_streamed", "syn_engine_streamed",
                             _streamed_check, _streamed_cycles, _engine_golden, _engine_pack_in,
                             lambda p, y: pack_words(y, p["MEM_BITS"], p["LANES"]),
                             files={"WEIGHT_FILE": "weight.hex", "BIAS_FILE": "bias.hex"},
-                            write_memories=lambda p, d, directory: _engine_write_memories(p, d, directory),
+                            write_memories=_engine_write_memories,
                             simulation_only=True)
 
 # ---- event_encoder -------------------------------------------------------------------------------
