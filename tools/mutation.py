@@ -51,6 +51,7 @@ HDL, BLOCKS = "saformer/rtl_sim/hdl/", "saformer/rtl_sim/blocks.py"
 ENGINE_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_syn_engine_equals_the_contract",)
 PORT_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_the_weight_stream_port_equals_the_rom",)
 BLOCK_TESTS = ("tests/rtl_sim/test_blocks.py",)
+LIF_TESTS = ("tests/rtl_sim/test_blocks.py::test_lif_unit_equals_the_contract",)
 PLUMBING_TESTS = ("tests/rtl_sim/test_stream_plumbing.py::test_plumbing_passes_every_beat_with_its_cycle_model",)
 TOP_MODEL = "saformer/rtl_sim/cycle_model.py"
 TOP_MODEL_TESTS = ("tests/rtl_sim/test_cycle_model.py::test_without_engine_fifos_at_two_lanes_every_beat_is_predicted",
@@ -182,6 +183,11 @@ MUTANTS = [
            BLOCK_TESTS),
     Mutant("lif-unit-fires-above", HDL + "lif_unit.sv", "spikes[l] = h >= THETA_W;", "spikes[l] = h > THETA_W;",
            "lif_unit fires at H > theta", BLOCK_TESTS),
+    Mutant("lif-unit-reads-one-ahead", HDL + "lif_unit.sv", "if (rst) begin\n                addr_ahead <= AW'(2);",
+           "if (rst) begin\n                addr_ahead <= AW'(1);", "lif_unit's membrane read-ahead starts a word short: "
+           "every beat reads its neighbour's membrane", LIF_TESTS),
+    Mutant("lif-unit-keeps-last-sample", HDL + "lif_unit.sv", "v_held <= next_first ? '0 : v_next;", "v_held <= v_next;",
+           "lif_unit's read-ahead carries the last sample's membranes into a new sample's first step", LIF_TESTS),
     Mutant("sat-add-wraps", HDL + "sat_add.sv", "(sum[WIDTH] != sum[WIDTH-1]) ? (sum[WIDTH] ? MIN : MAX) : sum[WIDTH-1:0]",
            "sum[WIDTH-1:0]", "residual add wraps instead of saturating", BLOCK_TESTS),
     Mutant("skid-drops-held-beat", HDL + "skid_buffer.sv", "skid_valid <= 1'b1;", "skid_valid <= 1'b0;",

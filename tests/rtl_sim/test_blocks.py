@@ -17,6 +17,11 @@ LIF_GEOMETRIES = [
     {"WIDTH": 16, "LANES": 4, "NEURONS": 16, "T": 4, "THETA": 256},
     {"WIDTH": 12, "LANES": 8, "NEURONS": 64, "T": 3, "THETA": 40},
     {"WIDTH": 8, "LANES": 1, "NEURONS": 3, "T": 2, "THETA": 1},
+    # the membrane read-ahead's edges: one sample step (every beat starts a sample), and the two
+    # memories too shallow to read ahead (2 words, 1 word: read in the cycle of use)
+    {"WIDTH": 8, "LANES": 2, "NEURONS": 10, "T": 1, "THETA": 3},
+    {"WIDTH": 8, "LANES": 4, "NEURONS": 8, "T": 3, "THETA": 5},
+    {"WIDTH": 10, "LANES": 4, "NEURONS": 4, "T": 4, "THETA": 7},
 ]
 ADD_GEOMETRIES = [{"WIDTH": 16, "LANES": 4}, {"WIDTH": 8, "LANES": 3}]
 POOL_GEOMETRIES = [{"WIDTH": 16, "LANES": 4, "C": 8, "H": 4, "W": 6}, {"WIDTH": 8, "LANES": 1, "C": 3, "H": 2, "W": 2},
