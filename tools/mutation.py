@@ -140,6 +140,8 @@ MUTANTS = [
            "saturate = x[MEM_BITS-1:0];", "membrane saturation turned into wrap-around", RTL_TESTS),
     Mutant("rtl-dwc-drops-bias", SV, "dwc_sum = (WIDE + 1)'(dwc_b[DB'(l) + b_dbase]);", "dwc_sum = '0;",
            "DWC bias dropped", RTL_TESTS),
+    Mutant("rtl-lif-a-mask-group-late", SV, "mask_g <= lif_a_g;", "mask_g <= a_g;",
+           "LIF_a's registered drive: the mask is filed under the group the input side has moved on to", RTL_TESTS),
     Mutant("rtl-q-lanes-swapped", SV, "        wire q = s_data[l];", "        wire q = s_data[P - 1 - l];",
            "Q lanes in reverse order", RTL_TESTS),
     Mutant("rtl-window-off-by-one", SV, "a_wpos <= a_wpos == CNT_BITS'(WIN - 1) ? '0 : a_wpos + 1'b1;",

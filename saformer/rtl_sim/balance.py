@@ -7,7 +7,8 @@ the work of most engines. One lanes setting for every engine gives the light sta
 never use and the heavy ones too few; ``balance_lanes`` spends lanes where the cycles are.
 
 Stage loads (``stage_loads``) are each block's own stall-free cycle model, per image: a syn_engine
-``1 + e*TAPS*CH + POS*CH`` per group of e events (``blocks.engine_group_cycles``), an event encoder
+``1 + e*TAPS*CH + POS*CH`` per group of e events (``blocks.engine_group_cycles``; with its weights
+streamed in, ``blocks.streamed_engine_cycles`` at the port's latency), an event encoder
 ``max(e, 1)`` per beat (``blocks.EVENT_ENCODER.cycles``), a dense block (LIF, pool, residual add,
 SASA core) one beat a cycle. A stage's load is a lower bound on the pipeline's cycles per image;
 how far the whole top is from its slowest stage (the engines' drains, which stall their
@@ -32,7 +33,7 @@ import numpy as np
 from saformer.config import HardwareConfig, divisors
 from saformer.errors import ConfigError
 from saformer.graph import SYNAPTIC_OPS
-from saformer.rtl_sim.blocks import BLOCKS, engine_group_cycles, spike_trace
+from saformer.rtl_sim.blocks import BLOCKS, engine_group_cycles, spike_trace, streamed_engine_cycles
 
 
 def lane_roots(graph) -> dict[str, str]:
@@ -98,11 +99,12 @@ def stage_loads(design, ex, x_int: np.ndarray, traces: dict[str, np.ndarray]) ->
         if kind == "syn_engine":
             drain = b.get("drain_lanes")  # through a narrowing gearbox: it drains at the stream's pace
             if node.op == "head":  # one group per sample: every spike of its T x N tokens
-                events = (x != 0).sum(axis=(1, 2, 3))
-                loads[b["instance"]] = engine_group_cycles(p, events, drain)
+                per_group = (x != 0).sum(axis=(1, 2, 3)).reshape(images, 1)
             else:
-                per_group = (x != 0).sum(axis=(2, 3)) if p["KERNEL"] == 3 else (x != 0).sum(axis=3)
-                loads[b["instance"]] = engine_group_cycles(p, per_group, drain).reshape(images, -1).sum(axis=1)
+                per_group = ((x != 0).sum(axis=(2, 3)) if p["KERNEL"] == 3 else (x != 0).sum(axis=3)).reshape(images, -1)
+            latency = b.get("weight_latency")  # weights streamed in: a latency over a burst paces the events
+            loads[b["instance"]] = (engine_group_cycles(p, per_group, drain).sum(axis=1) if latency is None else
+                                    np.array([streamed_engine_cycles(p, g, latency, drain) for g in per_group], dtype=np.int64))
         elif kind == "lane_gearbox":  # one group of lcm values per max(K_IN, K_OUT) cycles
             loads[b["instance"]] = np.full(images, t * b["values_per_step"] // min(p["IN_LANES"], p["OUT_LANES"]),
                                            dtype=np.int64)

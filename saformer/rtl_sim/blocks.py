@@ -331,43 +331,38 @@ def _streamed_check(p: dict[str, int]) -> None:
         raise ConfigError(f"syn_engine_streamed: STALL_PERCENT={p.get('STALL_PERCENT')} is outside 0..90")
 
 
-def event_kinds(groups: np.ndarray) -> list[int]:
-    """Per engine input event of ``groups`` (groups, positions, IN): NORMAL, LAST or EMPTY
-    (saformer.rtl_sim.cycle_model's codes), in stream order."""
-    from saformer.rtl_sim.cycle_model import EMPTY, LAST, NORMAL
-
-    kinds: list[int] = []
-    for e in (np.asarray(groups) != 0).sum(axis=(1, 2)):
-        kinds += [NORMAL] * (int(e) - 1) + [LAST] if e else [EMPTY]
-    return kinds
+def streamed_engine_cycles(p: dict[str, int], events, latency: int, drain_lanes: int | None = None) -> int:
+    """Stall-free cycles (source and sink never wait, the memory never withholds a word) of a
+    WEIGHT_PORT engine over groups of ``events`` input events each, from its first input beat to
+    its last drain read: syn_engine's equations with the weight port's terms (syn_engine.sv's
+    header; the top's cycle model, cycle_model._engine_take, is the general form). An event shown
+    at cycle o is taken at a = max(o + 1, ready) and its words move from max(a + 1, o + 1 + latency)
+    on, a burst a cycle each. No closed form per group: a latency longer than a burst paces
+    consecutive events. ``drain_lanes`` as in engine_group_cycles."""
+    burst = p["KERNEL"] ** 2 * (p["OUT"] // p["LANES"])
+    drain = _positions(p) * (p["OUT"] // min(p["LANES"], drain_lanes or p["LANES"]))
+    offer, ready, first, drained = 0, 0, None, 0
+    for e in np.asarray(events, dtype=np.int64).ravel():
+        for i in range(max(int(e), 1)):  # an empty group is one empty beat
+            shown = offer
+            a = max(shown + 1, ready)
+            first = a if first is None else first
+            offer = a + 1
+            if e == 0:
+                start = a + 1
+            else:
+                last = max(a + 1, shown + 1 + latency) + burst - 1
+                if i < e - 1:
+                    ready = last
+                    continue
+                start = last + 1
+            drained = start + drain - 1
+            ready = drained + 1
+    return 0 if first is None else drained - first + 1
 
 
 def _streamed_cycles(p: dict[str, int], x: np.ndarray) -> int:
-    """Stall-free cycles (source and sink never wait, the memory never withholds a word), from the
-    first input beat to the last output beat: syn_engine's equations with the weight port's terms
-    (syn_engine.sv's header; the top's cycle model, cycle_model._engine_take, is the general form).
-    An event shown at cycle o is taken at a = max(o + 1, ready) and its words move from
-    max(a + 1, o + 1 + LATENCY) on, a burst a cycle each."""
-    from saformer.rtl_sim.cycle_model import EMPTY, NORMAL
-
-    burst = p["KERNEL"] ** 2 * (p["OUT"] // p["LANES"])
-    drain = _positions(p) * (p["OUT"] // p["LANES"])
-    offer, ready, first, drained = 0, 0, None, 0
-    for kind in event_kinds(_engine_groups(p, x)):
-        a = max(offer + 1, ready)
-        first = a if first is None else first
-        if kind == EMPTY:
-            start = a + 1
-        else:
-            last = max(a + 1, offer + 1 + p["LATENCY"]) + burst - 1
-            if kind == NORMAL:
-                offer, ready = a + 1, last
-                continue
-            start = last + 1
-        offer = a + 1
-        drained = start + drain - 1
-        ready = drained + 1
-    return drained + 2 - first + 1
+    return streamed_engine_cycles(p, (_engine_groups(p, x) != 0).sum(axis=(1, 2)), p["LATENCY"]) + 2
 
 
 SYN_ENGINE_STREAMED = Block("syn_engine_streamed", "syn_engine_streamed",

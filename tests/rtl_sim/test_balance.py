@@ -54,6 +54,31 @@ def test_stage_loads_are_the_blocks_cycle_models(digits):
     assert all(v.shape == (len(x),) and (v > 0).all() for v in loads.values())
 
 
+def test_stage_loads_of_streamed_engines_follow_the_port_latency(digits):
+    """With the weights streamed in, an engine's stage load is the streamed block's cycle model at
+    the port's latency, image by image: at least the ROM engine's, and longer at a latency past a
+    burst (the balancer then sees the port, not only the exact model of its final check)."""
+    ex, x, _, traces = digits
+    rom = stage_loads(generate_top(ex, HardwareConfig(lanes=4), None), ex, x, traces)
+    loads = {}
+    for latency in (2, 64):
+        design = generate_top(ex, HardwareConfig(lanes=4, weight_stream=("all",), weight_stream_latency=latency), None)
+        loads[latency] = stage_loads(design, ex, x, traces)
+        for b in design.blocks:
+            node = ex.graph[b["node"]]
+            if b["block"] != "syn_engine":
+                continue
+            load = loads[latency][b["instance"]]
+            assert b["weight_latency"] == latency and (load >= rom[b["instance"]]).all(), b["instance"]
+            if node.op != "head":
+                spikes = _engine_input(ex, traces, x, node)
+                want = [BLOCKS["syn_engine_streamed"].cycles({**b["params"], "LATENCY": latency}, spikes[i:i + 1]) - 2
+                        for i in range(len(x))]
+                assert load.tolist() == want, b["instance"]
+    slower = [k for k in loads[2] if k in rom and (loads[64][k] > loads[2][k]).all()]
+    assert "u_blocks_0_attn_q" in slower and len(slower) >= 10, slower
+
+
 def test_the_balancer_meets_its_target_with_the_fewest_lanes_first(digits):
     ex, x, _, traces = digits
     loose, tight = balance_lanes(ex, x, traces, 60_000), balance_lanes(ex, x, traces, 20_000)

@@ -155,8 +155,10 @@ module sasa_core #(
     end
 
     // LIF_a: the library's LIF unit, one neuron per channel, driven by the last token's beats (the
-    // step's final scores). Its mask leaves one cycle later into the mask buffer; the output side
-    // reads a group's mask no earlier than G cycles after that beat, so only G = 1 needs a bypass.
+    // step's final scores). With G >= 3 the drive is registered first, so the score adders and
+    // LIF_a's update are two register-to-register paths, not one; the mask then reaches the mask
+    // buffer two cycles after its beat (one with G < 3, driven directly). The output side reads a
+    // group's mask no earlier than G cycles after that beat, so only G = 1 needs a bypass.
     logic          mask_valid;
     logic [P-1:0]  mask_data;
     logic [GB-1:0] mask_g;
@@ -164,8 +166,27 @@ module sasa_core #(
     /* verilator lint_off UNUSEDSIGNAL */
     logic          lif_a_ready;                  // always 1: its m_ready is tied high
     /* verilator lint_on UNUSEDSIGNAL */
+    logic              lif_a_valid;              // LIF_a's input beat, and the group and bank it masks
+    logic [P*A_BITS-1:0] lif_a_drive;
+    logic [GB-1:0]     lif_a_g;
+    logic              lif_a_bank;
+    if (G >= 3) begin : g_drive_reg
+        always_ff @(posedge clk) begin
+            lif_a_valid <= !rst && a_fire && a_last_token;
+            if (a_fire && a_last_token) begin
+                lif_a_drive <= a_drive;
+                lif_a_g <= a_g;
+                lif_a_bank <= a_bank;
+            end
+        end
+    end else begin : g_drive_direct
+        assign lif_a_valid = a_fire && a_last_token;
+        assign lif_a_drive = a_drive;
+        assign lif_a_g = a_g;
+        assign lif_a_bank = a_bank;
+    end
     lif_unit #(.WIDTH(A_BITS), .LANES(P), .NEURONS(D), .T(T), .THETA(THETA_A)) u_lif_a (
-        .clk, .rst, .s_valid(a_fire && a_last_token), .s_ready(lif_a_ready), .s_data(a_drive),
+        .clk, .rst, .s_valid(lif_a_valid), .s_ready(lif_a_ready), .s_data(lif_a_drive),
         .m_valid(mask_valid), .m_ready(1'b1), .m_data(mask_data));
 
     always_ff @(posedge clk) begin
@@ -175,9 +196,9 @@ module sasa_core #(
             kcnt[a_g] <= kc_next;
             score[a_g] <= score_next;
         end
-        if (a_fire && a_last_token) begin
-            mask_g <= a_g;
-            mask_bank <= a_bank;
+        if (lif_a_valid) begin
+            mask_g <= lif_a_g;
+            mask_bank <= lif_a_bank;
         end
         if (mask_valid) mbuf[maddr(mask_bank, mask_g)] <= mask_data;
     end
