@@ -128,8 +128,9 @@ MUTANTS = [
     Mutant("hls-lif-no-reset", HLS_H, "        v[i] = fire ? data_T(0) : h;", "        v[i] = h;",
            "HLS LIF without its hard reset", HLS_TESTS),
     # ---- SystemVerilog: the SASA core --------------------------------------------------------------
-    Mutant("rtl-lif-a-every-token", SV, ".s_valid(a_fire && a_last_token), .s_ready(lif_a_ready)",
-           ".s_valid(a_fire), .s_ready(lif_a_ready)", "LIF_a stepped by every token, not the step's last", RTL_TESTS),
+    Mutant("rtl-lif-a-every-token", SV, "lif_a_valid <= !rst && a_fire && a_last_token;",
+           "lif_a_valid <= !rst && a_fire;", "LIF_a (its registered drive, G >= 3) stepped by every token, not the "
+           "step's last", RTL_TESTS),
     Mutant("rtl-mask-bypass-any-step", SV, "(G == 1 && mask_valid && mask_bank == b_bank)",
            "(G == 1 && mask_valid)", "one beat per token: the mask bypass ignores which step it belongs to",
            ("tests/rtl_sim/test_sasa_core.py::test_one_beat_per_token_under_backpressure",)),
