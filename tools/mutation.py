@@ -186,10 +186,10 @@ MUTANTS = [
            BLOCK_TESTS),
     Mutant("lif-unit-fires-above", HDL + "lif_unit.sv", "spikes[l] = h >= THETA_W;", "spikes[l] = h > THETA_W;",
            "lif_unit fires at H > theta", BLOCK_TESTS),
-    Mutant("lif-unit-reads-one-ahead", HDL + "lif_unit.sv", "if (rst) begin\n                addr_ahead <= AW'(2);",
-           "if (rst) begin\n                addr_ahead <= AW'(1);", "lif_unit's membrane read-ahead starts a word short: "
+    Mutant("lif-unit-reads-one-ahead", HDL + "lif_unit.sv", "if (rst) addr_ahead <= AW'(2);",
+           "if (rst) addr_ahead <= AW'(1);", "lif_unit's membrane read-ahead starts a word short: "
            "every beat reads its neighbour's membrane", LIF_TESTS),
-    Mutant("lif-unit-keeps-last-sample", HDL + "lif_unit.sv", "v_held <= next_first ? '0 : v_next;", "v_held <= v_next;",
+    Mutant("lif-unit-keeps-last-sample", HDL + "lif_unit.sv", "if (rst || (take && next_first)) v_held <= '0;", "if (rst) v_held <= '0;",
            "lif_unit's read-ahead carries the last sample's membranes into a new sample's first step", LIF_TESTS),
     Mutant("sat-add-wraps", HDL + "sat_add.sv", "(sum[WIDTH] != sum[WIDTH-1]) ? (sum[WIDTH] ? MIN : MAX) : sum[WIDTH-1:0]",
            "sum[WIDTH-1:0]", "residual add wraps instead of saturating", BLOCK_TESTS),

@@ -59,13 +59,12 @@ module lif_unit #(
         // the next beat starts a sample: v_held loads 0 instead (no step mux on the update's path)
         wire next_first = addr == AW'(DEPTH - 1) ? step == SW'(T - 1) : step == '0;
         always_ff @(posedge clk) begin
-            if (rst) begin
-                addr_ahead <= AW'(2);
-                v_held <= '0;
-            end else if (take) begin
-                addr_ahead <= addr_ahead == AW'(DEPTH - 1) ? '0 : addr_ahead + 1'b1;
-                v_held <= next_first ? '0 : v_next;
-            end
+            if (rst) addr_ahead <= AW'(2);
+            else if (take) addr_ahead <= addr_ahead == AW'(DEPTH - 1) ? '0 : addr_ahead + 1'b1;
+            // zeroing written as a synchronous reset over the enable, so it maps onto the flip-flops'
+            // reset pin (FDRE R, TRELLIS_FF LSR) rather than a LUT per bit
+            if (rst || (take && next_first)) v_held <= '0;
+            else if (take) v_held <= v_next;
             if (take) v_next <= vmem[addr_ahead];
         end
         assign v_now = v_held;
