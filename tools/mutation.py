@@ -52,6 +52,7 @@ ENGINE_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_syn_engine_equals_the_co
 PORT_TESTS = ("tests/rtl_sim/test_syn_engine.py::test_the_weight_stream_port_equals_the_rom",)
 BLOCK_TESTS = ("tests/rtl_sim/test_blocks.py",)
 LIF_TESTS = ("tests/rtl_sim/test_blocks.py::test_lif_unit_equals_the_contract",)
+POOL_TESTS = ("tests/rtl_sim/test_blocks.py::test_maxpool_equals_the_contract",)
 PLUMBING_TESTS = ("tests/rtl_sim/test_stream_plumbing.py::test_plumbing_passes_every_beat_with_its_cycle_model",)
 TOP_MODEL = "saformer/rtl_sim/cycle_model.py"
 TOP_MODEL_TESTS = ("tests/rtl_sim/test_cycle_model.py::test_without_engine_fifos_at_two_lanes_every_beat_is_predicted",
@@ -181,9 +182,21 @@ MUTANTS = [
            ("tests/rtl_sim/test_accel.py::test_a_top_with_streamed_weights_equals_the_golden_model",)),
     Mutant("engine-cycles-off-by-one", BLOCKS, "!= 0).sum(axis=(1, 2))).sum()) + 2", "!= 0).sum(axis=(1, 2))).sum()) + 1",
            "synaptic engine's cycle model one cycle short", ENGINE_TESTS),
-    Mutant("pool-pad-is-a-value", HDL + "maxpool.sv", "first_col ? x : smax(c_carry[l*WIDTH +: WIDTH], x);",
-           "smax(c_carry[l*WIDTH +: WIDTH], x);", "max-pool's left pad takes the previous row's last column",
-           BLOCK_TESTS),
+    Mutant("pool-pad-is-a-value", HDL + "maxpool.sv", "odd_c ? x : (first_col ? x : h);",
+           "odd_c ? x : h;", "max-pool's left pad takes the previous row's last column",
+           POOL_TESTS),
+    Mutant("pool-max3-skips-a-compare", HDL + "maxpool.sv", "m3 = r_gt_x && r_gt_c ? r : h;",
+           "m3 = r_gt_x ? r : h;", "max-pool's side-by-side 3-way max forgets the row-vs-column compare",
+           POOL_TESTS),
+    Mutant("pool-column-read-ahead-unforwarded", HDL + "maxpool.sv", "c_q <= CH == 1 ? w[0 +: BW] : col_mem",
+           "c_q <= col_mem", "max-pool with one chunk a position reads its column word ahead from the memory "
+           "it is writing in the same cycle (the old word)", POOL_TESTS),
+    Mutant("pool-row-read-ahead-unforwarded", HDL + "maxpool.sv", "r_q <= VDEPTH == 1 ? w[BW +: BW] : row_mem",
+           "r_q <= row_mem", "max-pool with one row word reads it ahead from the memory it is writing in the same "
+           "cycle (the old word)", POOL_TESTS),
+    Mutant("pool-row-read-ahead-same-row", HDL + "maxpool.sv", "wire odd_row_next = row_end ? !odd_row : odd_row;",
+           "wire odd_row_next = odd_row;", "max-pool's row read-ahead at a row's end keeps the ending row's bank",
+           POOL_TESTS),
     Mutant("lif-unit-fires-above", HDL + "lif_unit.sv", "spikes[l] = h >= THETA_W;", "spikes[l] = h > THETA_W;",
            "lif_unit fires at H > theta", BLOCK_TESTS),
     Mutant("lif-unit-reads-one-ahead", HDL + "lif_unit.sv", "if (rst) addr_ahead <= AW'(2);",

@@ -17,8 +17,8 @@ model's (``saformer accel`` holds them equal at every checkpoint and in the logi
   the window counters and the score (3 adds), the K buffer written and its 9 neighbours read, the
   DWC adder tree (9 weight reads and adds, one bias add), the mask add, LIF_o; per channel and step,
   LIF_a.
-- sat_add, maxpool (8 compares per output; its partial-maximum memories written and read once per
-  input value), frame_repeat (the frame written once, read T times), stream_fifo (a write and a
+- sat_add, maxpool (8 compares per output; its column memory read and written once per input value,
+  its row memory once per odd-column value), frame_repeat (the frame written once, read T times), stream_fifo (a write and a
   read per beat). Forks, joins, skid buffers and event encoders hold registers only: not counted,
   like every flip-flop and the control logic (the table has no figures for them).
 """
@@ -161,8 +161,8 @@ def image_activity(design, ex, x_int: np.ndarray, traces: dict[str, np.ndarray])
         elif kind == "maxpool":  # before the first LIF a static image's values pass once, not T times
             values = samples * (1 if b["node"] in static else t) * p["C"] * p["H"] * p["W"]
             a.adds[p["WIDTH"]] += 8 * values // 4
-            a.read_bits += values * p["WIDTH"]
-            a.write_bits += values * p["WIDTH"]
+            a.read_bits += (values + values // 2) * p["WIDTH"]  # the column memory per value, the row
+            a.write_bits += (values + values // 2) * p["WIDTH"]  # memory per odd-column value (W even)
         elif kind == "frame_repeat":
             a.write_bits += samples * p["BEATS"] * p["WIDTH"]
             a.read_bits += samples * p["TIMES"] * p["BEATS"] * p["WIDTH"]

@@ -24,8 +24,11 @@ LIF_GEOMETRIES = [
     {"WIDTH": 10, "LANES": 4, "NEURONS": 4, "T": 4, "THETA": 7},
 ]
 ADD_GEOMETRIES = [{"WIDTH": 16, "LANES": 4}, {"WIDTH": 8, "LANES": 3}]
+# the last two have one chunk a position (the read-ahead forwards the column word), the last one also
+# one row word (it forwards the row word)
 POOL_GEOMETRIES = [{"WIDTH": 16, "LANES": 4, "C": 8, "H": 4, "W": 6}, {"WIDTH": 8, "LANES": 1, "C": 3, "H": 2, "W": 2},
-                   {"WIDTH": 12, "LANES": 8, "C": 16, "H": 8, "W": 8}]
+                   {"WIDTH": 12, "LANES": 8, "C": 16, "H": 8, "W": 8}, {"WIDTH": 10, "LANES": 4, "C": 4, "H": 4, "W": 6},
+                   {"WIDTH": 8, "LANES": 2, "C": 2, "H": 4, "W": 2}]
 
 
 def lif_stimulus(p, rng):
