@@ -22,7 +22,10 @@
 //   (c*TAPS + tap)*CH + chunk, tap = ky*3 + kx, lane l = output chunk*LANES + l), or with WEIGHT_PORT
 //   those words streamed in from outside (below); biases BIAS_FILE
 //   (CH words of LANES*ACC_BITS), accumulators POS*CH words of LANES*ACC_BITS (one read and one
-//   write port, read registered: block RAM); a write to the word being read is forwarded.
+//   write port, read registered: block RAM); a write to the word being read is forwarded. The
+//   weight ROM is read a step ahead (the event's next word, or the first word of the event being
+//   taken) into its block RAM's read register, then a fabric register, so the add starts from a
+//   flip-flop; the cycles are the same.
 // Cycle model (stall-free): a group with e spikes takes 1 + e*TAPS*CH + POS*CH cycles (one to load
 //   its first beat, TAPS*CH per spike, one drain read per output beat; out-of-range taps of border
 //   spikes are issued as no-ops), groups follow back to back, and the last output beat leaves 2
@@ -337,7 +340,15 @@ module syn_engine #(
 `endif
                 if (WEIGHT_FILE != "") $readmemh(WEIGHT_FILE, wrom);
             end
-            always_ff @(posedge clk) if (upd_issue) w_q <= wrom[waddr];
+            // read a step ahead: the ROM's own read register (a block RAM's output, slow on the ECP5:
+            // 5.6 ns clock to out) takes the next step's word, then a fabric register holds it for
+            // stage B, so the add starts from a flip-flop. The next step is the event's next word, or
+            // the first word of the event taken now (its channel on s_data).
+            logic [LANES*W_BITS-1:0] w_ahead;
+            wire ahead_en = (take && !s_empty) || (step && !last_update);
+            wire [WAW-1:0] ahead_addr = take ? WAW'(cmul(32'(s_c), TAPS * CH)) : waddr + 1'b1;
+            always_ff @(posedge clk) if (ahead_en) w_ahead <= wrom[ahead_addr];
+            always_ff @(posedge clk) if (upd_issue) w_q <= w_ahead;
             assign head_requested = 1'b1;
             assign wr_valid = 1'b0;
             assign wr_addr = '0;
