@@ -32,7 +32,9 @@
 //   cycles after the last drain read: total = sum over groups + 2 (saformer.rtl_sim.blocks).
 // Widths: ACC_BITS need only hold the layer's worst case (the export's acc_bits_needed), which may
 //   be narrower than MEM_BITS; the drain sign-extends before it shifts and saturates.
-// Boundaries: s_ready and m_valid / m_data come from registers only; m_ready reaches nothing
+// Boundaries: s_ready and m_valid come from registers only, m_data from the output FIFO's 4-word
+//   LUT RAM read at a registered pointer (no register after it: at 4 lanes on the ECP5 that read
+//   into a LIF unit's add is the digits top's critical path); m_ready reaches nothing
 //   combinationally (a 4-deep output FIFO, drain reads issued while it has room).
 //
 // Weight stream port (WEIGHT_PORT = 1, for weights that do not fit on chip): no weight ROM. A spike
