@@ -32,10 +32,9 @@
 //   cycles after the last drain read: total = sum over groups + 2 (saformer.rtl_sim.blocks).
 // Widths: ACC_BITS need only hold the layer's worst case (the export's acc_bits_needed), which may
 //   be narrower than MEM_BITS; the drain sign-extends before it shifts and saturates.
-// Boundaries: s_ready and m_valid come from registers only, m_data from the output FIFO's 4-word
-//   LUT RAM read at a registered pointer (no register after it: at 4 lanes on the ECP5 that read
-//   into a LIF unit's add is the digits top's critical path); m_ready reaches nothing
-//   combinationally (a 4-deep output FIFO, drain reads issued while it has room).
+// Boundaries: s_ready, m_valid and m_data come from registers only (the 4-deep output FIFO keeps
+//   its oldest beat in a head register, the rest in a LUT RAM); m_ready reaches nothing
+//   combinationally (drain reads are issued while the FIFO has room).
 //
 // Weight stream port (WEIGHT_PORT = 1, for weights that do not fit on chip): no weight ROM. A spike
 //   event's weights are one burst of BURST = TAPS*CH words from external memory, requested on
@@ -241,15 +240,28 @@ module syn_engine #(
         if (drain_issue) b_bias <= brom[dchunk];
     end
 
-    // ---- output FIFO (4 deep) --------------------------------------------------------------------
+    // ---- output FIFO (4 deep): a head register, and a LUT RAM for the beats behind it -------------
+    // m_data leaves from the head register (m_head), so a consumer's logic starts from a flip-flop. A drained
+    // beat goes straight into the head when the head is free (empty, or popped now) and the RAM
+    // holds nothing; otherwise into the RAM, which refills the head as it is popped. The RAM holds
+    // at most 3 beats (fifo_count counts all 4), so equal pointers mean empty. Same cycles as a
+    // plain 4-word FIFO read at its pointer.
     logic [LANES*MEM_BITS-1:0] fifo [4];
+    logic [LANES*MEM_BITS-1:0] m_head;
+    logic m_head_valid;
     logic [1:0] rd_ptr, wr_ptr;
-    assign m_valid = fifo_count != 3'd0;
-    assign m_data = fifo[rd_ptr];
-    wire pop = m_valid && m_ready;
+    assign m_valid = m_head_valid;
+    assign m_data = m_head;
+    wire pop = m_head_valid && m_ready;
+    wire m_head_free = !m_head_valid || pop;
+    wire ram_empty = rd_ptr == wr_ptr;
+    wire ram_write = b_drain && !(m_head_free && ram_empty);
+    wire ram_read = m_head_free && !ram_empty;
 
     always_ff @(posedge clk) begin
-        if (b_drain) fifo[wr_ptr] <= membranes(base, b_bias);
+        if (ram_write) fifo[wr_ptr] <= membranes(base, b_bias);
+        if (ram_read) m_head <= fifo[rd_ptr];
+        else if (m_head_free && b_drain) m_head <= membranes(base, b_bias);
     end
 
     always_ff @(posedge clk) begin
@@ -273,6 +285,7 @@ module syn_engine #(
             b_addr <= '0;
             fwd <= 1'b0;
             fifo_count <= '0;
+            m_head_valid <= 1'b0;
             rd_ptr <= '0;
             wr_ptr <= '0;
         end else begin
@@ -324,8 +337,9 @@ module syn_engine #(
                 if (last_drain) draining <= 1'b0;
             end
 
-            if (b_drain) wr_ptr <= wr_ptr + 1'b1;
-            if (pop) rd_ptr <= rd_ptr + 1'b1;
+            if (ram_write) wr_ptr <= wr_ptr + 1'b1;
+            if (ram_read) rd_ptr <= rd_ptr + 1'b1;
+            if (m_head_free) m_head_valid <= ram_read || b_drain;
             fifo_count <= fifo_count + 3'(b_drain) - 3'(pop);
         end
     end
