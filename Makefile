@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 RUN_DIR ?= runs/digits
 BIN := $(VENV)/bin
 
-.PHONY: flow test test-all bench venv sysdeps clean
+.PHONY: flow test test-all bench venv sysdeps clean gpu-bundle
 
 venv: $(VENV)/.installed sysdeps
 
@@ -46,6 +46,20 @@ test-all: venv
 
 bench: venv
 	$(BIN)/python benchmarks/throughput.py
+
+# What tools/gpu_cifar.sh needs on a lent GPU machine (docs/gpu.md), in two ignored folders that a
+# device call carries: .whl, the wheels its image lacks (brevitas and two pure-Python needs of it,
+# for its Python 3.12), and .c10, the CIFAR-10 archives.
+CIFAR_ARCHIVES ?= ../shared/datasets/cifar10-jpeg
+GPU_WHEELS := brevitas==0.13.4 dependencies==2.0.1 unfoldNd==0.2.3
+gpu-bundle: venv
+	@test -f $(CIFAR_ARCHIVES)/cifar10-jpeg-train.tar.gz || \
+		{ echo "gpu-bundle: no cifar10-jpeg-train.tar.gz in CIFAR_ARCHIVES=$(CIFAR_ARCHIVES)"; exit 2; }
+	mkdir -p .whl .c10
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp -d .whl $(GPU_WHEELS)
+	cp $(CIFAR_ARCHIVES)/cifar10-jpeg-*.tar.gz .c10/
+	du -sh .whl .c10
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -319,6 +319,9 @@ def _check_export_input(args: argparse.Namespace):
 def check_golden(args: argparse.Namespace) -> None:
     if args.out:
         check_out_dir(args.out)
+    if args.crosscheck and args.backend != "torch":
+        raise ConfigError(f"--crosscheck compares the torch backend with the numpy model; add --backend torch "
+                          f"(the backend is '{args.backend}')")
     _check_export_input(args)
 
 
@@ -328,7 +331,8 @@ def cmd_golden(args: argparse.Namespace) -> int:
     check_golden(args)
     r = golden_eval(Path(args.export_dir), Path(args.out) if args.out else None, data_dir=args.data_dir,
                     batch_size=args.batch_size, limit=args.limit, progress=not args.no_progress,
-                    backend=args.backend, device=args.device, probes=not args.no_attention_probes)
+                    backend=args.backend, device=args.device, probes=not args.no_attention_probes,
+                    crosscheck=args.crosscheck)
     qat = r["qat_test_accuracy"]
     print(f"integer golden model ({r['config']}, {r['weight_bits']}-bit weights) on {r['images']} {r['dataset']} "
           f"test images: accuracy {r['test_accuracy'] * 100:.2f}%"
@@ -339,6 +343,8 @@ def cmd_golden(args: argparse.Namespace) -> int:
         print(f"attention diagnostics: SASA output zeroed {a['accuracy_sasa_output_zeroed'] * 100:.2f}%, "
               f"mask all ones {a['accuracy_mask_all_ones'] * 100:.2f}%; firing rates "
               + ", ".join(f"{c['core']} LIF_a {c['lif_a_rate']:.3f} / LIF_o {c['lif_o_rate']:.3f}" for c in a["cores"]))
+    if r["crosscheck"]:
+        print(f"torch backend vs numpy model on the first {r['crosscheck']['images']} images: logits equal")
     return 0
 
 
@@ -642,6 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=list(GOLDEN_BACKENDS), default=GOLDEN_BACKENDS[0],
                    help="numpy (the definition) or torch (bit-exact with it, any device; faster)")
     p.add_argument("--device", default="cpu", help="torch device of --backend torch, e.g. cuda (default cpu)")
+    p.add_argument("--crosscheck", type=NON_NEGATIVE, default=0, metavar="N",
+                   help="with --backend torch: run the numpy model (the definition) on the first N images "
+                        "too and require equal logits")
     p.add_argument("--no-attention-probes", action="store_true",
                    help="skip the attention diagnostics (accuracy with the SASA output zeroed / the mask all "
                         "ones: two more passes over the test set)")

@@ -91,6 +91,9 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
+POSTFIX_EVERY = 20  # training steps between the progress bar's loss / accuracy updates
+
+
 def _progress(iterable, total: int, desc: str, enabled: bool):
     return tqdm(iterable, total=total, desc=desc, leave=False, disable=None if enabled else True,
                 dynamic_ncols=True, file=sys.stderr)
@@ -211,12 +214,15 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
     stopped_early = False
     for epoch in range(first_epoch, tcfg.epochs):
         model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        # Sums stay on the device: reading them every step would stall the GPU's queue once per step.
+        loss_total = torch.zeros((), dtype=torch.float64, device=dev)
+        correct_total = torch.zeros((), dtype=torch.int64, device=dev)
+        seen = 0
         t0 = time.perf_counter()
         batches = data.train.batches(tcfg.batch_size, shuffle=True, augment=tcfg.augment,
                                      seed=tcfg.seed * 100_003 + epoch, device=dev, shard=ranks.shard)
         bar = _progress(batches, steps_per_epoch, f"epoch {epoch + 1}/{tcfg.epochs}", progress)
-        for x, y in bar:
+        for step, (x, y) in enumerate(bar):
             if dev.type == "cuda" and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(dev, amp):
@@ -226,12 +232,12 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            loss_total += loss.detach().double() * len(y)
+            correct_total += (logits.argmax(1) == y).sum()
             seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+            if not bar.disable and step % POSTFIX_EVERY == 0:  # a host read: now and then, not every step
+                bar.set_postfix(loss=f"{float(loss_total) / seen:.3f}", acc=f"{int(correct_total) / seen:.3f}")
+        loss_sum, correct = float(loss_total), int(correct_total)  # waits for the epoch's last step
         train_seconds = time.perf_counter() - t0
         loss_sum, correct, seen = distributed.sum_over_ranks((loss_sum, correct, seen), ranks)  # the global batch's
         distributed.sync_buffers(model, ranks)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from saformer.config import DATASET_DEFAULTS, GOLDEN_BACKENDS, INPUT_FRAC, ModelConfig, QuantConfig, TrainConfig
 from saformer.data import Dataset, load_dataset
-from saformer.errors import CheckpointError, ConfigError
+from saformer.errors import CheckpointError, ConfigError, SaformerError
 from saformer.model.checkpoint import METRICS_FILE, read_run
 from saformer.rundir import check_out_dir, is_nonempty_dir, partial_dir, publish, write_json
 from saformer.model.saformer import SAFormer
@@ -225,14 +225,25 @@ def golden_model(ex, backend: str = "numpy", device: str = "cpu", attention: str
 
 def golden_eval(export_dir: Path, out: Path | None = None, data_dir: str | None = None,
                 batch_size: int = 64, limit: int | None = None, progress: bool = True,
-                backend: str = "numpy", device: str = "cpu", probes: bool = True) -> dict[str, Any]:
+                backend: str = "numpy", device: str = "cpu", probes: bool = True,
+                crosscheck: int = 0) -> dict[str, Any]:
     """``saformer golden``: accuracy of the integer golden model on the test set; with ``probes``,
     the attention diagnostics too: accuracy with every SASA output zeroed and with the mask forced
-    to all ones (two more passes), and the firing rates of each SASA core's LIF_a and LIF_o."""
+    to all ones (two more passes), and the firing rates of each SASA core's LIF_a and LIF_o.
+
+    ``crosscheck`` N (torch backend): the numpy model, the definition, also runs the first N images,
+    and its logits must equal the torch backend's; a difference is written to golden.json, then
+    raised. The tests hold the backends equal on a few exports; this holds them equal on the
+    user's own trained weights, on the device the accuracy was computed on."""
+    if crosscheck and backend == GOLDEN_BACKENDS[0]:
+        raise ConfigError(f"crosscheck compares the torch backend with the numpy one; it needs backend "
+                          f"'torch', not '{backend}'")
     ex = load_export(export_dir)
     cores = ex.graph.of_op("sasa")
     variants = ATTENTION_PROBES if probes and cores else ATTENTION_PROBES[:1]  # the model itself first
     models = {v: golden_model(ex, backend, device, v) for v in variants}
+    definition = golden_model(ex, GOLDEN_BACKENDS[0], "cpu", "model") if crosscheck else None
+    checked, differing = 0, []  # images compared with the numpy model; indices whose logits differ
     dataset = ex.manifest["dataset"]
     correct = dict.fromkeys(variants, 0)
     seen = 0
@@ -243,12 +254,19 @@ def golden_eval(export_dir: Path, out: Path | None = None, data_dir: str | None 
         for v, model in models.items():
             logits, _ = model.forward(x_int)
             correct[v] += int((logits.argmax(1) == y).sum())
+            if v == "model" and definition is not None and checked < crosscheck:
+                k = min(len(y), crosscheck - checked)
+                want, _ = definition.forward(x_int[:k])
+                differing += [seen + i for i in range(k) if not np.array_equal(logits[i], want[i])]
+                checked += k
         seen += len(y)
     seconds = time.perf_counter() - start
     result = {"export_dir": str(export_dir), "dataset": dataset, "config": ex.cfg.name,
               "weight_bits": ex.qcfg.weight_bits, "images": seen, "test_accuracy": correct["model"] / seen,
               "images_per_s": seen * len(variants) / seconds, "qat_test_accuracy": ex.manifest.get("qat_test_accuracy"),
-              "backend": backend, "device": device, "attention": None}
+              "backend": backend, "device": device, "attention": None,
+              "crosscheck": None if definition is None else {"images": checked, "differing_images": differing[:20],
+                                                             "equal": not differing}}
     if len(variants) > 1:
         rates = models["model"].sasa_spikes
         result["attention"] = {
@@ -259,4 +277,8 @@ def golden_eval(export_dir: Path, out: Path | None = None, data_dir: str | None 
     target = Path(out) if out else Path(export_dir)
     target.mkdir(parents=True, exist_ok=True)
     write_json(target / GOLDEN_FILE, result)
+    if differing:
+        raise SaformerError(f"golden model of '{export_dir}': the torch backend's logits differ from the numpy "
+                            f"model's on {len(differing)} of {checked} images (first: test image {differing[0]}); "
+                            f"its accuracy is not the integer model's (details in {target / GOLDEN_FILE})")
     return result

@@ -2,6 +2,8 @@
 digits exports, on crafted exports that saturate every value and take event frames, and on a
 random saformer-4-384 (CIFAR geometry) export; a changed weight shows the comparison can fail."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from saformer.quant.fixed_point import (lif_int, lif_int_torch, saturate, satura
                                         shift_to_membrane_torch)
 from saformer.quant.golden import GoldenModel
 from saformer.quant.golden_torch import TorchGoldenModel
-from saformer.quant.stages import golden_eval, golden_model, integer_batches
+from saformer.quant.stages import GOLDEN_FILE, golden_eval, golden_model, integer_batches
 from tests.crafted import FRAMES, STATIC, Crafted, crafted_export, crafted_inputs
 
 
@@ -109,3 +111,34 @@ def test_attention_probes(qat_runs, tmp_path):
     assert [c["core"] for c in a["cores"]] == ["blocks.0.attn", "blocks.1.attn"]
     assert all(0 < c["lif_a_rate"] < 1 and 0 < c["lif_o_rate"] < 1 for c in a["cores"])
     assert golden_eval(qat_runs[8][1], tmp_path / "none", limit=64, progress=False, probes=False)["attention"] is None
+
+
+def test_crosscheck_holds_the_backends_equal_on_the_users_export(qat_runs, tmp_path, capsys, monkeypatch):
+    """``saformer golden --backend torch --crosscheck N`` runs the numpy definition on the first N
+    images beside it (over a batch boundary here: 70 images at batch 64); a torch backend that
+    drifts on one image is reported with that image and exits 2, and numpy alone is refused."""
+    export = str(qat_runs[8][1])
+    args = ["golden", export, "--backend", "torch", "--limit", "96", "--no-progress", "--no-attention-probes"]
+    assert main([*args, "--crosscheck", "70", "--out", str(tmp_path / "ok")]) == 0
+    assert "on the first 70 images: logits equal" in capsys.readouterr().out
+    r = json.loads((tmp_path / "ok" / GOLDEN_FILE).read_text())
+    assert r["crosscheck"] == {"images": 70, "differing_images": [], "equal": True} and r["images"] == 96
+
+    forward = TorchGoldenModel.forward
+
+    def drifted(self, x_int, trace=False):  # the second batch's image 1 (test image 65) one unit off
+        logits, traces = forward(self, x_int, trace)
+        if len(x_int) == 32:
+            logits = logits.copy()
+            logits[1, 0] += 1
+        return logits, traces
+
+    monkeypatch.setattr(TorchGoldenModel, "forward", drifted)
+    assert main([*args, "--crosscheck", "70", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "differ from the numpy model's on 1 of 70 images (first: test image 65)" in err and "Traceback" not in err
+    assert json.loads((tmp_path / "bad" / GOLDEN_FILE).read_text())["crosscheck"]["differing_images"] == [65]
+    assert main([*args, "--crosscheck", "60", "--out", str(tmp_path / "before")]) == 0  # the drift lies past 60
+
+    assert main(["golden", export, "--crosscheck", "8"]) == 2
+    assert "--crosscheck compares the torch backend with the numpy model" in capsys.readouterr().err

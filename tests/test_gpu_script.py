@@ -1,0 +1,57 @@
+"""tools/gpu_cifar.sh, the prepared GPU runs of issue 13 (docs/gpu.md): its refusals, and (slow) the
+whole two-call sequence on the digits data on the CPU, as a lent session would run it on CIFAR-10."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tools" / "gpu_cifar.sh"
+
+
+def run_script(*args, work: Path, **env):
+    env = {**os.environ, "DATASET": "digits", "WORK": str(work), "PY": sys.executable,
+           "WHEELS": str(work / "no-wheels"), "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "usage: gpu_cifar.sh train|quant MINUTES"),
+    (("fit", "3"), "usage: gpu_cifar.sh train|quant MINUTES"),
+    (("train", "soon"), "MINUTES must be a whole number, got 'soon'"),
+    (("quant", "3"), "is not finished; run 'train' first"),
+])
+def test_refusals(tmp_path, args, message):
+    r = run_script(*args, work=tmp_path / "w")
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_a_cifar_run_without_archives_is_refused(tmp_path):
+    r = run_script("train", "3", work=tmp_path / "w", DATASET="cifar10", ARCHIVES=str(tmp_path / "none"))
+    assert r.returncode == 2 and "no archives in" in r.stderr
+
+
+@pytest.mark.slow
+def test_the_two_calls_on_digits(tmp_path):
+    work, out = tmp_path / "w", tmp_path / "out"
+    r = run_script("train", "2", work=work, OUT=str(out))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    metrics = json.loads((work / "float" / "metrics.json").read_text())
+    assert metrics["complete"] and metrics["epochs_done"] >= 1  # the schedule sized to the time ran to its end
+    r = run_script("train", "2", work=work, OUT=str(out))  # a second call finds the run finished
+    assert r.returncode == 0 and "float: done already" in r.stdout
+    r = run_script("quant", "2", work=work, OUT=str(out), SAMPLE="40")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    with tarfile.open(out / "gpu_quant.tar.gz") as tar:
+        for bits in (8, 4):
+            golden = json.load(tar.extractfile(f"results/golden{bits}/golden.json"))
+            assert golden["crosscheck"] == {"images": 40, "differing_images": [], "equal": True}
+            assert golden["images"] == 360 and golden["attention"] is not None
+    for bits in (8, 4):
+        with tarfile.open(out / f"export{bits}.tar.gz") as tar:
+            assert f"export{bits}/manifest.json" in tar.getnames()

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Issue 13's GPU part as one prepared script for a lent device session (docs/gpu.md says how to call it).
+#
+# A session gets 15 minutes of device time and 10 minutes per command, and a warm machine keeps
+# build/ between calls only while it is held. So the work is two calls, each resumable:
+#   bash tools/gpu_cifar.sh train 7     # set-up, a throughput probe, float training sized to 7 minutes
+#   bash tools/gpu_cifar.sh quant 4     # QAT at 8 and 4 bits, exports, the integer model on the test set
+# Every step skips what WORK already holds, so a cut-off call is simply run again.
+# What comes back: OUT/gpu_<stage>.tar.gz (logs, metrics, golden.json files), remade after each step,
+# so a call stopped at its limit still returns what it finished; after 'quant', OUT/export8.tar.gz and
+# OUT/export4.tar.gz.
+#
+# Environment (defaults in brackets):
+#   DATASET [cifar10]  CONFIG [saformer-4-384; saformer-2-64 for digits]  BATCH [256]  LR [2e-3]
+#   WARMUP [2]  EPOCHS [sized from the probe]  QAT_EPOCHS [2]  SAMPLE [100: images the numpy model checks]
+#   ARCHIVES [.c10: the two cifar10-jpeg archives]  WHEELS [.whl: brevitas and its pure-Python needs]
+#   WORK [build/gpu]  OUT [the device tool's $OUT; else WORK/out]  PY [python3]
+# DATASET=digits runs the same steps on the CPU in a few minutes: the dry run that checks them.
+set -euo pipefail
+
+stage=${1:-}
+minutes=${2:-}
+case "$stage" in train|quant) ;; *) echo "usage: gpu_cifar.sh train|quant MINUTES" >&2; exit 2 ;; esac
+[[ "$minutes" =~ ^[0-9]+$ ]] || { echo "gpu_cifar.sh: MINUTES must be a whole number, got '$minutes'" >&2; exit 2; }
+DATASET=${DATASET:-cifar10}
+CONFIG=${CONFIG:-$([ "$DATASET" = digits ] && echo saformer-2-64 || echo saformer-4-384)}
+BATCH=${BATCH:-256}
+LR=${LR:-2e-3}
+WARMUP=${WARMUP:-2}
+QAT_EPOCHS=${QAT_EPOCHS:-2}
+SAMPLE=${SAMPLE:-100}
+ARCHIVES=${ARCHIVES:-.c10}
+WHEELS=${WHEELS:-.whl}
+WORK=${WORK:-build/gpu}
+OUT=${OUT:-$WORK/out}
+PY=${PY:-python3}
+RES=$WORK/results
+mkdir -p "$WORK" "$OUT" "$RES"
+export PYTHONUNBUFFERED=1
+
+# ---- set-up: wheels (the device image has torch but no brevitas) and the data -------------------
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site "$WHEELS"/*.whl
+    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+saformer() { "$PY" -m saformer.cli "$@"; }
+
+data_args=()
+if [ "$DATASET" != digits ]; then
+    data=$WORK/data
+    if [ ! -d "$data/test" ]; then
+        compgen -G "$ARCHIVES/*.tar.gz" >/dev/null || { echo "gpu_cifar.sh: no archives in '$ARCHIVES'" >&2; exit 2; }
+        mkdir -p "$data"
+        for a in "$ARCHIVES"/*.tar.gz; do tar xzf "$a" -C "$data"; done
+    fi
+    data_args=(--data-dir "$data")
+fi
+
+device=$("$PY" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
+"$PY" -c 'import torch, platform; print("python", platform.python_version(), "torch", torch.__version__,
+"gpu", torch.cuda.get_device_name() if torch.cuda.is_available() else None)' | tee "$RES/environment.txt"
+git log -1 --format='commit %H' 2>/dev/null | tee -a "$RES/environment.txt" || true
+compile=()
+[ "$device" = cuda ] && compile=(--compile)
+
+finished() {  # a run directory whose metrics.json says it ran all its epochs
+    "$PY" -c 'import json, sys, pathlib
+m = pathlib.Path(sys.argv[1]) / "metrics.json"
+sys.exit(0 if m.exists() and json.loads(m.read_text()).get("complete", False) else 1)' "$1"
+}
+
+ship() {  # the device tool brings back 8 files at most: everything in one archive, remade after each step
+    tar czf "$OUT/gpu_$stage.tar.gz" -C "$WORK" results
+}
+trap ship EXIT  # a failed step's log comes back too
+
+run_stage() {  # NAME DIR SUBCOMMAND KEEP... -- FRESH...: a new run with KEEP and FRESH, or --resume with KEEP
+    local name=$1 dir=$2 sub=$3
+    shift 3
+    local keep=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do keep+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    if finished "$dir"; then echo "$name: done already ($dir)"; return; fi
+    echo "== $name $(date -u +%T)" | tee -a "$RES/$name.log"
+    if [ -f "$dir/run.json" ]; then
+        saformer "$sub" --out "$dir" --resume "${keep[@]}" 2>&1 | tee -a "$RES/$name.log"
+    else
+        saformer "$sub" "$@" --out "$dir" "${keep[@]}" 2>&1 | tee -a "$RES/$name.log"
+    fi
+    ship
+}
+
+float=$WORK/float
+if [ "$stage" = train ]; then
+    if [ ! -f "$float/run.json" ] && [ -z "${EPOCHS:-}" ]; then
+        # The probe: uncompiled training speed at this batch, a lower bound on the compiled run's.
+        "$PY" benchmarks/throughput.py --config "$CONFIG" --device "$device" --batch-size "$BATCH" \
+            --steps 10 --repeats 3 --out "$RES/throughput_probe.json" 2>&1 | tee "$RES/probe.log"
+        EPOCHS=$("$PY" -c 'import json, sys
+from saformer.config import DATASET_DEFAULTS
+rate = json.load(open(sys.argv[1]))["train_images_per_s_median"]
+minutes, dataset = float(sys.argv[2]), sys.argv[3]
+n = {"cifar10": 50_000, "cifar100": 50_000}.get(dataset) or len(__import__("saformer.data", fromlist=["x"]).load_dataset(dataset).train)
+# a minute for start-up and compilation, a tenth for the per-epoch test pass and checkpoint
+print(max(1, int((minutes - 1) * 60 * 0.9 * rate / n)))' "$RES/throughput_probe.json" "$minutes" "$DATASET")
+        echo "float training: $EPOCHS epochs at batch $BATCH, sized to $minutes min" | tee -a "$RES/float.log"
+    fi
+    run_stage float "$float" train "${data_args[@]}" --max-minutes "$minutes" --no-progress "${compile[@]}" -- \
+        --dataset "$DATASET" --config "$CONFIG" --epochs "${EPOCHS:-1}" --batch-size "$BATCH" --lr "$LR" \
+        --warmup-epochs "$WARMUP"
+    cp "$float/metrics.json" "$RES/float_metrics.json"
+    cp "$float/timing.json" "$RES/float_timing.json" 2>/dev/null || true
+    ship
+else
+    finished "$float" || { echo "gpu_cifar.sh: the float run in '$float' is not finished; run 'train' first" >&2; exit 2; }
+    for bits in 8 4; do
+        q=$WORK/qat$bits
+        e=$WORK/export$bits
+        # QAT fine-tunes without bf16 (it would take values off the fixed-point grid) and uncompiled
+        run_stage "qat$bits" "$q" quantize "${data_args[@]}" --max-minutes "$(( (minutes + 2) / 3 ))" --no-progress -- \
+            "$float" --weight-bits "$bits" --epochs "$QAT_EPOCHS" --batch-size "$BATCH"
+        cp "$q/metrics.json" "$RES/qat${bits}_metrics.json"
+        if [ ! -f "$e/manifest.json" ]; then
+            saformer export "$q" --out "$e" --no-qonnx "${data_args[@]}" 2>&1 | tee -a "$RES/export$bits.log"
+        fi
+        # the integer model on the whole test set on the GPU, the numpy definition beside it on a sample
+        saformer golden "$e" "${data_args[@]}" --backend torch --device "$device" --crosscheck "$SAMPLE" \
+            --out "$RES/golden$bits" --no-progress 2>&1 | tee -a "$RES/golden$bits.log"
+        ship
+    done
+    # both exports come back whole, one archive each (4 and 8 MB at saformer-4-384): the
+    # accelerator's CIFAR runs take them (benchmarks/accel_cifar.py --export-8 --export-4)
+    for bits in 8 4; do tar czf "$OUT/export$bits.tar.gz" -C "$WORK" "export$bits"; done
+fi
+ls -la "$OUT"
