@@ -82,7 +82,9 @@ def main() -> None:
     ap.add_argument("--out", default="results/accel_cifar", help="writes OUT.json and OUT.md")
     args = ap.parse_args()
     work = Path(args.work)
-    hw = HardwareConfig(lanes=args.lanes)
+    # UltraScale+ reads LUT RAM fast: no engine output register (it would add a LUT and a flip-flop
+    # per output bit, about 17k of each at 1,075 lanes; HardwareConfig.engine_output_register)
+    hw = HardwareConfig(lanes=args.lanes, engine_output_register=False)
     tag = f"t{args.target_cycles}" if args.target_cycles else f"l{args.lanes}"
     result = {"lanes": None if args.target_cycles else args.lanes, "target_cycles": args.target_cycles,
               "images": args.images, "clock_mhz": args.clock_mhz, "runs": {}}

@@ -55,7 +55,8 @@ def main() -> None:
     args = ap.parse_args()
 
     lanes = json.loads(Path(args.lanes_from).read_text())["runs"]["8"]["engine_lanes"]
-    rom_hw = HardwareConfig(engine_lanes=tuple(sorted(lanes.items())), clock_mhz=args.clock_mhz)
+    rom_hw = HardwareConfig(engine_lanes=tuple(sorted(lanes.items())), clock_mhz=args.clock_mhz,
+                            engine_output_register=False)  # as accel_cifar.py: UltraScale+
     ex = load_export(args.export)
     _, x, _ = next(integer_batches("cifar10", ex.cfg, ex.qcfg, args.data_dir, args.images, args.images))
     _, traces = GoldenModel(ex).forward(x, trace=True)

@@ -433,6 +433,7 @@ def check_accel(args: argparse.Namespace) -> HardwareConfig:
         raise ConfigError("--weight-latency is the external memory's, for the engines of --weight-stream; give those too")
     return HardwareConfig(lanes=args.lanes, engine_lanes=_engine_lanes(args.engine_lanes, ex),
                           weight_stream=_weight_stream(args.weight_stream, ex),
+                          engine_output_register=not args.no_engine_output_register,
                           **({} if args.weight_latency is None else {"weight_stream_latency": args.weight_latency}))
 
 
@@ -687,6 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-latency", type=int, metavar="CYCLES",
                    help=f"that memory's latency, a burst's request to its first word (default "
                         f"{HardwareConfig.weight_stream_latency}; {WEIGHT_LATENCY_RANGE[0]}..{WEIGHT_LATENCY_RANGE[1]})")
+    p.add_argument("--no-engine-output-register", action="store_true",
+                   help="engines' m_data straight from their output FIFO's LUT RAM: a LUT and a flip-flop less per "
+                        "output bit, for parts with fast LUT RAM (UltraScale+); the same cycles")
     p.add_argument("--images", type=POSITIVE, help="the first N test images (default: the whole test set)")
     p.add_argument("--layer-images", type=NON_NEGATIVE, default=2,
                    help="images whose spikes inside the network (SPS, every SASA core, the head's LIF) are "

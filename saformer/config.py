@@ -319,6 +319,11 @@ class HardwareConfig:
     # that memory's latency in cycles (a burst's request to its first word), in simulation (its
     # model, weight_stream_mem.sv) and in the cycle model
     weight_stream_latency: int = 32
+    # A register on every synaptic engine's output (syn_engine OUT_REG), so that the next block's
+    # logic starts from a flip-flop: for parts whose LUT RAM read is slow (on the ECP5 that read was
+    # the 4-lane digits top's critical path). It costs a LUT and a flip-flop per output bit (about
+    # 17k of each at the CIFAR top's 1,075 lanes); the cycles are the same either way.
+    engine_output_register: bool = True
 
     def __post_init__(self) -> None:
         # JSON brings lists back: store the pairs as tuples, so the config stays hashable
@@ -350,6 +355,8 @@ class HardwareConfig:
                 or not lo <= self.weight_stream_latency <= hi):
             raise ConfigError(f"hardware config: weight_stream_latency must be an integer in [{lo}, {hi}] cycles, "
                               f"got {self.weight_stream_latency!r}")
+        if not isinstance(self.engine_output_register, bool):
+            raise ConfigError(f"hardware config: engine_output_register must be true or false, got {self.engine_output_register!r}")
         if self.family not in XILINX_FAMILIES:
             raise ConfigError(f"hardware config: family {self.family!r}; known: {sorted(XILINX_FAMILIES)}")
         if self.ecp5_device not in ECP5_DEVICES:

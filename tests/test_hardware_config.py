@@ -22,6 +22,7 @@ from saformer.errors import ConfigError
     ("weight_stream", ("logits", "logits"), "weight_stream names a layer twice"),
     ("weight_stream", ("logits", 3), "weight_stream takes synaptic layer names"),
     ("weight_stream_latency", 1, "weight_stream_latency must be an integer in [2, 4096] cycles, got 1"),
+    ("engine_output_register", 0, "engine_output_register must be true or false, got 0"),
 ])
 def test_a_bad_setting_is_refused_naming_it(field, value, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):
@@ -30,7 +31,8 @@ def test_a_bad_setting_is_refused_naming_it(field, value, message):
 
 def test_round_trip_and_unknown_fields():
     hw = HardwareConfig(lanes=16, family="xcup", ecp5_device="LFE5U-45F", clock_mhz=150.0,
-                        engine_lanes=(("sps.rpe", 32), ("logits", 2)), weight_stream=("logits",), weight_stream_latency=9)
+                        engine_lanes=(("sps.rpe", 32), ("logits", 2)), weight_stream=("logits",), weight_stream_latency=9,
+                        engine_output_register=False)
     assert HardwareConfig.from_dict(json.loads(json.dumps(hw.to_dict()))) == hw and hw.ecp5_flag == "--45k"
     assert hw.lanes_of("sps.rpe") == 32 and hw.lanes_of("sps.convs.0") is None
     assert hw.streams_weights("logits") and not hw.streams_weights("sps.rpe")

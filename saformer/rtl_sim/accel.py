@@ -221,6 +221,8 @@ class _Builder:
             ports.update({p: f"{name}_{p}" for p in WEIGHT_PORT_SIGNALS})
         else:  # the ROM: the port tied off
             ports.update({"wr_valid": "", "wr_ready": "1'b0", "wr_addr": "", "w_valid": "1'b0", "w_ready": "", "w_data": "'0"})
+        if not self.hw.engine_output_register:  # the default (1) is left out: the same parameters as before it existed
+            params = {**params, "OUT_REG": 0}
         self.instance("syn_engine", "syn_engine", name, {**params, **files}, ports)
         if params.get("WEIGHT_PORT"):
             self.blocks[-1]["weight_latency"] = self.hw.weight_stream_latency

@@ -179,6 +179,8 @@ def _engine_check(p: dict[str, int]) -> None:
         raise ConfigError(f"syn_engine: VALUE_BITS must be 0 (spikes) or an input width up to 24, got {p.get('VALUE_BITS')!r}")
     if p.get("WEIGHT_PORT", 0) not in (0, 1):
         raise ConfigError(f"syn_engine: WEIGHT_PORT={p.get('WEIGHT_PORT')!r} is not 0 (a weight ROM) or 1 (a weight stream port)")
+    if p.get("OUT_REG", 1) not in (0, 1):
+        raise ConfigError(f"syn_engine: OUT_REG={p.get('OUT_REG')!r} is not 0 (m_data from the FIFO's LUT RAM) or 1 (from a register)")
 
 
 def _value_range(p: dict[str, int]) -> tuple[int, int]:

@@ -124,9 +124,12 @@ def test_a_weight_stream_of_unknown_layers_is_refused(digits):
 def test_the_accel_command_writes_its_report(qat_runs, tmp_path):
     out = tmp_path / "accel"
     assert main(["accel", str(qat_runs[8][1]), "--out", str(out), "--images", "3", "--layer-images", "0",
-                 "--jobs", "2"]) == 0
+                 "--jobs", "2", "--no-engine-output-register"]) == 0
     r = json.loads((out / "accel.json").read_text())
     assert r["bit_exact"] and r["images"] == 3 and r["accuracy_rtl"] == r["accuracy_golden"] and r["layers"] == []
+    # the engines without their output register (m_data from LUT RAM): the same values and cycles
+    assert r["hardware"]["engine_output_register"] is False and r["cycle_model"]["exact"], r["cycle_model"]
+    assert ".OUT_REG(0)" in (out / "build" / "saformer_top.sv").read_text()
     assert r["simulation_jobs"] == 2
     m, w = r["memory"], r["memory"]["weight_stream"]
     assert m["total_bits"] == sum(m["bits_by_kind"].values()) and m["bits_by_kind"]["weights"] > 0

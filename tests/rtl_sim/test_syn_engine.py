@@ -28,6 +28,11 @@ GEOMETRIES = {
     # a 10-bit accumulator under 16-bit membranes (an export's layer sized to its worst case): the
     # left shift takes it past the membrane range
     "linear-8x4-L2-narrow-acc": dict(IN=8, OUT=4, LANES=2, KERNEL=1, H=1, W=1, W_BITS=4, MEM_BITS=16, OUT_SHIFT=-7),
+    # m_data straight from the output FIFO's LUT RAM (no head register): the same values and cycles
+    "linear-16x16-L4-ram-out": dict(IN=16, OUT=16, LANES=4, KERNEL=1, H=1, W=1, W_BITS=8, MEM_BITS=8, OUT_SHIFT=4,
+                                    OUT_REG=0),
+    "conv-3to8-4x5-L8-ram-out": dict(IN=3, OUT=8, LANES=8, KERNEL=3, H=4, W=5, W_BITS=6, MEM_BITS=8, OUT_SHIFT=-2,
+                                     OUT_REG=0),
 }
 
 
@@ -174,6 +179,7 @@ def test_a_wrong_shift_on_the_golden_side_is_caught(tmp_path, monkeypatch):
     (lambda p, d: ({**p, "KERNEL": 2}, d), "KERNEL=2 is not 1"),
     (lambda p, d: ({**p, "OUT": 6}, d), "OUT=6 is not a multiple of LANES=4"),
     (lambda p, d: ({**p, "H": 2}, d), "H, W must be 1"),
+    (lambda p, d: ({**p, "OUT_REG": 2}, d), "OUT_REG=2 is not 0"),
     (lambda p, d: ({**p, "ACC_BITS": p["ACC_BITS"] - 1}, d), r"output channel 1 can reach -2348, outside the 12-bit accumulator \(-2048..2047\)"),
     (lambda p, d: (p, {**d, "weight": d["weight"][:, :3]}), r"do not match \(16, 16\)"),
     (lambda p, d: (p, {**d, "weight": d["weight"] * 2}), "a weight of -256 does not fit 8 bits"),

@@ -32,9 +32,10 @@
 //   cycles after the last drain read: total = sum over groups + 2 (saformer.rtl_sim.blocks).
 // Widths: ACC_BITS need only hold the layer's worst case (the export's acc_bits_needed), which may
 //   be narrower than MEM_BITS; the drain sign-extends before it shifts and saturates.
-// Boundaries: s_ready, m_valid and m_data come from registers only (the 4-deep output FIFO keeps
-//   its oldest beat in a head register, the rest in a LUT RAM); m_ready reaches nothing
-//   combinationally (drain reads are issued while the FIFO has room).
+// Boundaries: s_ready and m_valid come from registers only, m_data too with OUT_REG = 1 (the 4-deep
+//   output FIFO keeps its oldest beat in a head register); with OUT_REG = 0 m_data is the FIFO's
+//   LUT RAM read at a registered pointer. m_ready reaches nothing combinationally (drain reads are
+//   issued while the FIFO has room).
 //
 // Weight stream port (WEIGHT_PORT = 1, for weights that do not fit on chip): no weight ROM. A spike
 //   event's weights are one burst of BURST = TAPS*CH words from external memory, requested on
@@ -64,6 +65,7 @@ module syn_engine #(
     parameter int OUT_SHIFT = 0,    // acc_frac - mem_frac of the layer (negative: exact left shift)
     parameter int VALUE_BITS = 0,   // 0: spikes; > 0: events carry a signed input value (the first conv)
     parameter int WEIGHT_PORT = 0,  // 0: weights in an on-chip ROM; 1: streamed in (wr_* / w_*)
+    parameter int OUT_REG = 1,      // 1: m_data from a register (+1 LUT and FF per output bit); 0: from LUT RAM
     parameter WEIGHT_FILE = "",
     parameter BIAS_FILE = ""
 ) (
@@ -240,29 +242,55 @@ module syn_engine #(
         if (drain_issue) b_bias <= brom[dchunk];
     end
 
-    // ---- output FIFO (4 deep): a head register, and a LUT RAM for the beats behind it -------------
-    // m_data leaves from the head register (m_head), so a consumer's logic starts from a flip-flop. A drained
-    // beat goes straight into the head when the head is free (empty, or popped now) and the RAM
-    // holds nothing; otherwise into the RAM, which refills the head as it is popped. The RAM holds
-    // at most 3 beats (fifo_count counts all 4), so equal pointers mean empty. Same cycles as a
-    // plain 4-word FIFO read at its pointer.
+    // ---- output FIFO (4 deep) ----------------------------------------------------------------------
+    // A LUT RAM of 4 words. OUT_REG = 1 keeps the oldest beat in a head register (m_head) instead, so
+    // a consumer's logic starts from a flip-flop: a drained beat goes straight into the head when the
+    // head is free (empty, or popped now) and the RAM holds nothing, else into the RAM, which refills
+    // the head as it is popped; the RAM then holds at most 3 beats (fifo_count counts all 4), so equal
+    // pointers mean empty. Both give the same cycles. The head costs a 2:1 mux and a flip-flop per
+    // output bit: worth it where the LUT RAM read is slow (the ECP5), not on UltraScale+.
     logic [LANES*MEM_BITS-1:0] fifo [4];
-    logic [LANES*MEM_BITS-1:0] m_head;
-    logic m_head_valid;
     logic [1:0] rd_ptr, wr_ptr;
-    assign m_valid = m_head_valid;
-    assign m_data = m_head;
-    wire pop = m_head_valid && m_ready;
-    wire m_head_free = !m_head_valid || pop;
-    wire ram_empty = rd_ptr == wr_ptr;
-    wire ram_write = b_drain && !(m_head_free && ram_empty);
-    wire ram_read = m_head_free && !ram_empty;
+    wire [LANES*MEM_BITS-1:0] drained = membranes(base, b_bias);
+    wire pop = m_valid && m_ready;
+    logic ram_write, ram_read;
 
+    always_ff @(posedge clk) if (ram_write) fifo[wr_ptr] <= drained;
     always_ff @(posedge clk) begin
-        if (ram_write) fifo[wr_ptr] <= membranes(base, b_bias);
-        if (ram_read) m_head <= fifo[rd_ptr];
-        else if (m_head_free && b_drain) m_head <= membranes(base, b_bias);
+        if (rst) begin
+            rd_ptr <= '0;
+            wr_ptr <= '0;
+        end else begin
+            if (ram_write) wr_ptr <= wr_ptr + 1'b1;
+            if (ram_read) rd_ptr <= rd_ptr + 1'b1;
+        end
     end
+
+    generate
+        if (OUT_REG != 0) begin : g_head
+            logic [LANES*MEM_BITS-1:0] m_head;
+            logic m_head_valid;
+            wire m_head_free = !m_head_valid || pop;
+            wire ram_empty = rd_ptr == wr_ptr;
+            assign ram_write = b_drain && !(m_head_free && ram_empty);
+            assign ram_read = m_head_free && !ram_empty;
+            assign m_valid = m_head_valid;
+            assign m_data = m_head;
+            always_ff @(posedge clk) begin
+                if (ram_read) m_head <= fifo[rd_ptr];
+                else if (m_head_free && b_drain) m_head <= drained;
+            end
+            always_ff @(posedge clk) begin
+                if (rst) m_head_valid <= 1'b0;
+                else if (m_head_free) m_head_valid <= ram_read || b_drain;
+            end
+        end else begin : g_ram
+            assign ram_write = b_drain;
+            assign ram_read = pop;
+            assign m_valid = fifo_count != 3'd0;
+            assign m_data = fifo[rd_ptr];
+        end
+    endgenerate
 
     always_ff @(posedge clk) begin
         if (rst) begin
@@ -285,9 +313,6 @@ module syn_engine #(
             b_addr <= '0;
             fwd <= 1'b0;
             fifo_count <= '0;
-            m_head_valid <= 1'b0;
-            rd_ptr <= '0;
-            wr_ptr <= '0;
         end else begin
             // stage B of the next cycle, and the forward of this cycle's write to that read
             b_update <= upd_issue;
@@ -337,9 +362,6 @@ module syn_engine #(
                 if (last_drain) draining <= 1'b0;
             end
 
-            if (ram_write) wr_ptr <= wr_ptr + 1'b1;
-            if (ram_read) rd_ptr <= rd_ptr + 1'b1;
-            if (m_head_free) m_head_valid <= ram_read || b_drain;
             fifo_count <= fifo_count + 3'(b_drain) - 3'(pop);
         end
     end
