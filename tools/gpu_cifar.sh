@@ -12,7 +12,8 @@
 #
 # Environment (defaults in brackets):
 #   DATASET [cifar10]  CONFIG [saformer-4-384; saformer-2-64 for digits]  BATCH [256]  LR [2e-3]
-#   WARMUP [2]  EPOCHS [sized from the probe]  QAT_EPOCHS [2]  SAMPLE [100: images the numpy model checks]
+#   WARMUP [2]  EPOCHS [sized from the probe]  QAT_EPOCHS [2]  SAMPLE [64: images the numpy model checks]
+#   GOLDEN_LIMIT [all: test images of the integer model]  PROBES [set: no attention diagnostics, 1 pass, not 3]
 #   ARCHIVES [.c10: the two cifar10-jpeg archives]  WHEELS [.whl: brevitas and its pure-Python needs]
 #   WORK [build/gpu]  OUT [the device tool's $OUT; else WORK/out]  PY [python3]
 # DATASET=digits runs the same steps on the CPU in a few minutes: the dry run that checks them.
@@ -28,7 +29,7 @@ BATCH=${BATCH:-256}
 LR=${LR:-2e-3}
 WARMUP=${WARMUP:-2}
 QAT_EPOCHS=${QAT_EPOCHS:-2}
-SAMPLE=${SAMPLE:-100}
+SAMPLE=${SAMPLE:-64}
 ARCHIVES=${ARCHIVES:-.c10}
 WHEELS=${WHEELS:-.whl}
 WORK=${WORK:-build/gpu}
@@ -125,9 +126,13 @@ else
         if [ ! -f "$e/manifest.json" ]; then
             saformer export "$q" --out "$e" --no-qonnx "${data_args[@]}" 2>&1 | tee -a "$RES/export$bits.log"
         fi
-        # the integer model on the whole test set on the GPU, the numpy definition beside it on a sample
-        saformer golden "$e" "${data_args[@]}" --backend torch --device "$device" --crosscheck "$SAMPLE" \
-            --out "$RES/golden$bits" --no-progress 2>&1 | tee -a "$RES/golden$bits.log"
+        # the integer model on the test set on the GPU, the numpy definition beside it on a sample
+        # (skipped when done: a rerun after a cut-off call goes on where it stopped)
+        if [ ! -f "$RES/golden$bits/golden.json" ]; then
+            saformer golden "$e" "${data_args[@]}" --backend torch --device "$device" --crosscheck "$SAMPLE" \
+                ${GOLDEN_LIMIT:+--limit "$GOLDEN_LIMIT"} ${PROBES:+--no-attention-probes} \
+                --out "$RES/golden$bits" --no-progress 2>&1 | tee -a "$RES/golden$bits.log"
+        fi
         ship
     done
     # both exports come back whole, one archive each (4 and 8 MB at saformer-4-384): the
