@@ -251,11 +251,12 @@ module syn_engine #(
     // output bit: worth it where the LUT RAM read is slow (the ECP5), not on UltraScale+.
     logic [LANES*MEM_BITS-1:0] fifo [4];
     logic [1:0] rd_ptr, wr_ptr;
-    wire [LANES*MEM_BITS-1:0] drained = membranes(base, b_bias);
+    // (membranes() is called where a beat is written, not as a wire: Verilator would evaluate a
+    // wire every cycle, every lane, which slowed the whole top's simulation by a fifth)
     wire pop = m_valid && m_ready;
     logic ram_write, ram_read;
 
-    always_ff @(posedge clk) if (ram_write) fifo[wr_ptr] <= drained;
+    always_ff @(posedge clk) if (ram_write) fifo[wr_ptr] <= membranes(base, b_bias);
     always_ff @(posedge clk) begin
         if (rst) begin
             rd_ptr <= '0;
@@ -278,7 +279,7 @@ module syn_engine #(
             assign m_data = m_head;
             always_ff @(posedge clk) begin
                 if (ram_read) m_head <= fifo[rd_ptr];
-                else if (m_head_free && b_drain) m_head <= drained;
+                else if (m_head_free && b_drain) m_head <= membranes(base, b_bias);
             end
             always_ff @(posedge clk) begin
                 if (rst) m_head_valid <= 1'b0;
