@@ -13,7 +13,7 @@
 # Environment (defaults in brackets):
 #   DATASET [cifar10]  CONFIG [saformer-4-384; saformer-2-64 for digits]  BATCH [256]  LR [2e-3]
 #   WARMUP [2]  EPOCHS [sized from the probe]  QAT_EPOCHS [2]  SAMPLE [64: images the numpy model checks]
-#   GOLDEN_LIMIT [all: test images of the integer model]  PROBES [set: no attention diagnostics, 1 pass, not 3]
+#   GOLDEN_LIMIT [all: test images of the integer model]  PROBES [on; off: no attention diagnostics, 1 pass, not 3]
 #   ARCHIVES [.c10: the two cifar10-jpeg archives]  WHEELS [.whl: brevitas and its pure-Python needs]
 #   WORK [build/gpu]  OUT [the device tool's $OUT; else WORK/out]  PY [python3]
 # DATASET=digits runs the same steps on the CPU in a few minutes: the dry run that checks them.
@@ -100,10 +100,10 @@ if [ "$stage" = train ]; then
         "$PY" benchmarks/throughput.py --config "$CONFIG" --device "$device" --batch-size "$BATCH" \
             --steps 10 --repeats 3 --out "$RES/throughput_probe.json" 2>&1 | tee "$RES/probe.log"
         EPOCHS=$("$PY" -c 'import json, sys
-from saformer.config import DATASET_DEFAULTS
 rate = json.load(open(sys.argv[1]))["train_images_per_s_median"]
 minutes, dataset = float(sys.argv[2]), sys.argv[3]
-n = {"cifar10": 50_000, "cifar100": 50_000}.get(dataset) or len(__import__("saformer.data", fromlist=["x"]).load_dataset(dataset).train)
+from saformer.data import load_dataset
+n = {"cifar10": 50_000, "cifar100": 50_000}.get(dataset) or len(load_dataset(dataset).train)  # no JPEG decoding
 # a minute for start-up and compilation, a tenth for the per-epoch test pass and checkpoint
 print(max(1, int((minutes - 1) * 60 * 0.9 * rate / n)))' "$RES/throughput_probe.json" "$minutes" "$DATASET")
         echo "float training: $EPOCHS epochs at batch $BATCH, sized to $minutes min" | tee -a "$RES/float.log"
@@ -130,7 +130,7 @@ else
         # (skipped when done: a rerun after a cut-off call goes on where it stopped)
         if [ ! -f "$RES/golden$bits/golden.json" ]; then
             saformer golden "$e" "${data_args[@]}" --backend torch --device "$device" --crosscheck "$SAMPLE" \
-                ${GOLDEN_LIMIT:+--limit "$GOLDEN_LIMIT"} ${PROBES:+--no-attention-probes} \
+                ${GOLDEN_LIMIT:+--limit "$GOLDEN_LIMIT"} $([ "${PROBES:-on}" = off ] && echo --no-attention-probes) \
                 --out "$RES/golden$bits" --no-progress 2>&1 | tee -a "$RES/golden$bits.log"
         fi
         ship
