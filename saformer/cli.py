@@ -196,11 +196,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = get_config(args.config) if args.config else None
     m = evaluate_run(Path(args.run_dir), Path(args.out) if args.out else None, data_dir=args.data_dir,
                      batch_size=args.batch_size, device=args.device, cfg=cfg, amp=not args.no_amp,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, probes=not args.no_attention_probes)
     print(f"{m['config']} on {m['dataset']} ({m['images']} test images): accuracy {m['test_accuracy'] * 100:.2f}%, "
           f"loss {m['test_loss']:.4f}, {m['eval_images_per_s']:.0f} img/s")
     _print_rates(m["firing_rates"])
+    _print_attention(m["attention"])
     return 0
+
+
+def _print_attention(a: dict | None) -> None:
+    """One line of attention diagnostics (saformer eval and saformer golden share the schema)."""
+    if not a:
+        return
+
+    def pct(v: float | None) -> str:
+        return "n/a (no mask)" if v is None else f"{v * 100:.2f}%"
+
+    def rates(c: dict) -> str:
+        return " / ".join(f"{n} {c[k]:.3f}" for n, k in (("LIF_a", "lif_a_rate"), ("LIF_o", "lif_o_rate"))
+                          if c[k] is not None)
+
+    print(f"attention diagnostics: model {pct(a['accuracy_model'])}, attention output zeroed "
+          f"{pct(a['accuracy_sasa_output_zeroed'])}, mask all ones {pct(a['accuracy_mask_all_ones'])}; firing rates "
+          + ", ".join(f"{c['core']} {rates(c)}" for c in a["cores"]))
 
 
 def _layer_bits(args: argparse.Namespace) -> list[tuple[str, int]]:
@@ -338,11 +356,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
           f"test images: accuracy {r['test_accuracy'] * 100:.2f}%"
           + (f" (QAT model: {qat * 100:.2f}%{' on the whole test set' if args.limit else ''})" if qat is not None else "")
           + f", {r['images_per_s']:.1f} img/s ({r['backend']} on {r['device']})")
-    a = r["attention"]
-    if a:
-        print(f"attention diagnostics: SASA output zeroed {a['accuracy_sasa_output_zeroed'] * 100:.2f}%, "
-              f"mask all ones {a['accuracy_mask_all_ones'] * 100:.2f}%; firing rates "
-              + ", ".join(f"{c['core']} LIF_a {c['lif_a_rate']:.3f} / LIF_o {c['lif_o_rate']:.3f}" for c in a["cores"]))
+    _print_attention(r["attention"])
     if r["crosscheck"]:
         print(f"torch backend vs numpy model on the first {r['crosscheck']['images']} images: logits equal")
     return 0
@@ -607,6 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="override the run's data directory")
     p.add_argument("--config", help="check that the checkpoint is of this named config")
     p.add_argument("--batch-size", type=POSITIVE, default=256)
+    p.add_argument("--no-attention-probes", action="store_true",
+                   help="skip the attention diagnostics (accuracy with the attention output zeroed / the mask "
+                        "forced open: two more passes over the test set)")
     _add_runtime(p)
     p.set_defaults(func=cmd_eval, check=check_eval)
 

@@ -5,9 +5,15 @@ session-scoped: the float run (what `make flow` trains) and its QAT runs at 8 an
 accuracy, export and bit-exactness tests alike, so each is trained once per session.
 """
 
+import os
+import tempfile
+
 import pytest
 
 from saformer.cli import main
+
+# Decoded image folders are cached (saformer.data.cache_dir): the tests keep theirs out of ~/.cache.
+os.environ["SAFORMER_CACHE_DIR"] = tempfile.mkdtemp(prefix="saformer-test-cache-")
 
 
 def pytest_addoption(parser):

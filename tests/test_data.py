@@ -1,6 +1,7 @@
 """Data loaders: the fixed digits split, CIFAR's two layouts, tonic event data, and their errors."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,43 @@ def test_image_folder_tree(tmp_path):
     assert len(ds.train) == 20 and ds.train.labels.tolist() == [i // 2 for i in range(20)]
     first = np.asarray(Image.open(tmp_path / "train" / "c0" / "0.png")).transpose(2, 0, 1)
     np.testing.assert_array_equal(ds.train.images[0].numpy(), first)
+
+
+def test_decoded_image_folders_are_cached_and_keyed_by_the_files(tmp_path, monkeypatch):
+    """The second load reads the cache, not the images; a changed image, a corrupt cache file and
+    SAFORMER_CACHE_DIR=off all lead back to decoding, and what is loaded is always the files'."""
+    import saformer.data as data
+
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
+    root = tmp_path / "tree"
+    write_image_tree(root, [f"c{i}" for i in range(10)], per_class=2)
+    first = load_dataset("cifar10", root)
+    (cached,) = (tmp_path / "cache").glob("*.npz")
+    decode = data._decode
+
+    def refuse(*_args):
+        raise AssertionError("decoded although the cache holds these files")
+
+    monkeypatch.setattr(data, "_decode", refuse)
+    second = load_dataset("cifar10", root)
+    assert torch.equal(second.train.images, first.train.images) and torch.equal(second.test.labels, first.test.labels)
+    assert second.classes == first.classes
+    changed = np.full((32, 32, 3), 7, np.uint8)
+    Image.fromarray(changed).save(root / "test" / "c3" / "1.png")
+    with pytest.raises(AssertionError, match="decoded although"):  # a new key: the images are read
+        load_dataset("cifar10", root)
+    monkeypatch.setattr(data, "_decode", decode)
+    third = load_dataset("cifar10", root)
+    np.testing.assert_array_equal(third.test.images[7].numpy(), changed.transpose(2, 0, 1))
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    current = tmp_path / "cache" / f"image-folder-{data._fingerprint(root, data._list_image_folder(root, 'x')[1])}.npz"
+    current.write_bytes(b"truncated")  # a corrupt entry is never trusted: decoded again, and replaced
+    assert torch.equal(load_dataset("cifar10", root).test.images, third.test.images)
+    assert current.stat().st_size > 1000
+    monkeypatch.setenv(data.CACHE_ENV, "off")
+    assert data.cache_dir() is None
+    load_dataset("cifar10", root)
+    assert not (Path.cwd() / "off").exists() and len(list((tmp_path / "cache").glob("*.npz"))) == 2
 
 
 def test_torchvision_pickled_cifar(tmp_path):

@@ -21,8 +21,8 @@ def run_script(*args, work: Path, **env):
 
 
 @pytest.mark.parametrize("args, message", [
-    ((), "usage: gpu_cifar.sh train|quant MINUTES"),
-    (("fit", "3"), "usage: gpu_cifar.sh train|quant MINUTES"),
+    ((), "usage: gpu_cifar.sh train|quant|ablate MINUTES"),
+    (("fit", "3"), "usage: gpu_cifar.sh train|quant|ablate MINUTES"),
     (("train", "soon"), "MINUTES must be a whole number, got 'soon'"),
     (("quant", "3"), "is not finished; run 'train' first"),
 ])
@@ -55,3 +55,28 @@ def test_the_two_calls_on_digits(tmp_path):
     for bits in (8, 4):
         with tarfile.open(out / f"export{bits}.tar.gz") as tar:
             assert f"export{bits}/manifest.json" in tar.getnames()
+    # what a session does after the calls: the table from the two archives
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_results.py"), str(out / "gpu_train.tar.gz"),
+                        str(out / "gpu_quant.tar.gz"), "--out", str(tmp_path / "res" / "digits")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    table = json.loads((tmp_path / "res" / "digits.json").read_text())
+    assert table["float"]["test_accuracy"] == metrics["test_accuracy"]
+    assert [row["weight_bits"] for row in table["levels"]] == [8, 4]
+    assert all(row["integer_images"] == 360 and row["crosscheck"]["equal"] for row in table["levels"])
+
+
+@pytest.mark.slow
+def test_the_ablation_call_on_digits(tmp_path):
+    """`ablate` sizes the epochs once, keeps that budget on a rerun, and brings the table back."""
+    work, out = tmp_path / "w", tmp_path / "out"
+    r = run_script("ablate", "2", work=work, OUT=str(out), VARIANTS="sasa,sdsa,sasa-n64")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    epochs = int((work / "results" / "ablation_epochs").read_text())
+    r = run_script("ablate", "9", work=work, OUT=str(out), VARIANTS="sasa,sdsa,sasa-n64")
+    assert r.returncode == 0 and f"{epochs} epochs each" in r.stdout
+    with tarfile.open(out / "gpu_ablate.tar.gz") as tar:
+        rows = {row["variant"]: row for row in json.load(tar.extractfile("results/ablation_digits.json"))["rows"]}
+        assert "results/ablation_digits.png" in tar.getnames()
+    assert rows["sasa"]["done"] and rows["sdsa"]["done"] and rows["sasa-n64"]["skipped"]
+    assert rows["sasa"]["epochs"] == rows["sdsa"]["epochs"] == epochs

@@ -95,3 +95,16 @@ def test_every_variant_learns_digits(variant, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--dataset", "digits", *variant, "--out", str(out), "--no-progress"]) == 0
     assert json.loads((out / "metrics.json").read_text())["test_accuracy"] >= 0.9
+
+
+@pytest.mark.slow
+def test_compiled_training_follows_eager_training(tmp_path):
+    """`--compile` (what the GPU runs use) on the CPU's inductor backend: one epoch of digits
+    (about 4 min, mostly compilation) tracks the eager epoch up to float reordering."""
+    runs = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        out = tmp_path / name
+        assert main(["train", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--no-progress", *extra]) == 0
+        runs[name] = json.loads((out / "metrics.json").read_text())["history"][-1]
+    assert runs["compiled"]["train_loss"] == pytest.approx(runs["eager"]["train_loss"], rel=1e-2)
+    assert abs(runs["compiled"]["test_accuracy"] - runs["eager"]["test_accuracy"]) <= 0.03

@@ -5,10 +5,12 @@
 # build/ between calls only while it is held. So the work is two calls, each resumable:
 #   bash tools/gpu_cifar.sh train 7     # set-up, a throughput probe, float training sized to 7 minutes
 #   bash tools/gpu_cifar.sh quant 4     # QAT at 8 and 4 bits, exports, the integer model on the test set
+# and, in a session of its own (it needs no float run):
+#   bash tools/gpu_cifar.sh ablate 9    # the paper's ablation with equal budgets (benchmarks/ablation.py)
 # Every step skips what WORK already holds, so a cut-off call is simply run again.
 # What comes back: OUT/gpu_<stage>.tar.gz (logs, metrics, golden.json files), remade after each step,
 # so a call stopped at its limit still returns what it finished; after 'quant', OUT/export8.tar.gz and
-# OUT/export4.tar.gz.
+# OUT/export4.tar.gz; after 'ablate', results/ablation_<dataset>.{md,json,png} in gpu_ablate.tar.gz.
 #
 # Environment (defaults in brackets):
 #   DATASET [cifar10]  CONFIG [saformer-4-384; saformer-2-64 for digits]  BATCH [256]  LR [2e-3]
@@ -16,12 +18,14 @@
 #   GOLDEN_LIMIT [all: test images of the integer model]  PROBES [on; off: no attention diagnostics, 1 pass, not 3]
 #   ARCHIVES [.c10: the two cifar10-jpeg archives]  WHEELS [.whl: brevitas and its pure-Python needs]
 #   WORK [build/gpu]  OUT [the device tool's $OUT; else WORK/out]  PY [python3]
+#   ablate only: VARIANTS [all of benchmarks/ablation.py's]  ABLATION_EPOCHS [sized from the probe]
+#   COMPILE [off; on: torch.compile each variant, which pays one compilation per variant]
 # DATASET=digits runs the same steps on the CPU in a few minutes: the dry run that checks them.
 set -euo pipefail
 
 stage=${1:-}
 minutes=${2:-}
-case "$stage" in train|quant) ;; *) echo "usage: gpu_cifar.sh train|quant MINUTES" >&2; exit 2 ;; esac
+case "$stage" in train|quant|ablate) ;; *) echo "usage: gpu_cifar.sh train|quant|ablate MINUTES" >&2; exit 2 ;; esac
 [[ "$minutes" =~ ^[0-9]+$ ]] || { echo "gpu_cifar.sh: MINUTES must be a whole number, got '$minutes'" >&2; exit 2; }
 DATASET=${DATASET:-cifar10}
 CONFIG=${CONFIG:-$([ "$DATASET" = digits ] && echo saformer-2-64 || echo saformer-4-384)}
@@ -93,19 +97,27 @@ run_stage() {  # NAME DIR SUBCOMMAND KEEP... -- FRESH...: a new run with KEEP an
     ship
 }
 
-float=$WORK/float
-if [ "$stage" = train ]; then
-    if [ ! -f "$float/run.json" ] && [ -z "${EPOCHS:-}" ]; then
-        # The probe: uncompiled training speed at this batch, a lower bound on the compiled run's.
-        "$PY" benchmarks/throughput.py --config "$CONFIG" --device "$device" --batch-size "$BATCH" \
-            --steps 10 --repeats 3 --out "$RES/throughput_probe.json" 2>&1 | tee "$RES/probe.log"
-        EPOCHS=$("$PY" -c 'import json, sys
+probe() {  # uncompiled training speed at this batch (a lower bound on the compiled run's), once
+    [ -f "$RES/throughput_probe.json" ] && return
+    "$PY" benchmarks/throughput.py --config "$CONFIG" --device "$device" --batch-size "$BATCH" \
+        --steps 10 --repeats 3 --out "$RES/throughput_probe.json" 2>&1 | tee "$RES/probe.log"
+}
+
+epochs_for() {  # MINUTES RUNS: epochs each of RUNS runs can train so that all end inside MINUTES
+    "$PY" -c 'import json, sys
 rate = json.load(open(sys.argv[1]))["train_images_per_s_median"]
-minutes, dataset = float(sys.argv[2]), sys.argv[3]
+minutes, runs, dataset = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 from saformer.data import load_dataset
 n = {"cifar10": 50_000, "cifar100": 50_000}.get(dataset) or len(load_dataset(dataset).train)  # no JPEG decoding
 # a minute for start-up and compilation, a tenth for the per-epoch test pass and checkpoint
-print(max(1, int((minutes - 1) * 60 * 0.9 * rate / n)))' "$RES/throughput_probe.json" "$minutes" "$DATASET")
+print(max(1, int((minutes - 1) * 60 * 0.9 * rate / n / runs)))' "$RES/throughput_probe.json" "$1" "$2" "$DATASET"
+}
+
+float=$WORK/float
+if [ "$stage" = train ]; then
+    if [ ! -f "$float/run.json" ] && [ -z "${EPOCHS:-}" ]; then
+        probe
+        EPOCHS=$(epochs_for "$minutes" 1)
         echo "float training: $EPOCHS epochs at batch $BATCH, sized to $minutes min" | tee -a "$RES/float.log"
     fi
     run_stage float "$float" train "${data_args[@]}" --max-minutes "$minutes" --no-progress "${compile[@]}" -- \
@@ -113,6 +125,29 @@ print(max(1, int((minutes - 1) * 60 * 0.9 * rate / n)))' "$RES/throughput_probe.
         --warmup-epochs "$WARMUP"
     cp "$float/metrics.json" "$RES/float_metrics.json"
     cp "$float/timing.json" "$RES/float_timing.json" 2>/dev/null || true
+    ship
+elif [ "$stage" = ablate ]; then
+    # Every variant gets the same epochs, batch, learning rate and seed; benchmarks/ablation.py
+    # skips finished variants and resumes a cut-off one, so a call stopped at its limit is rerun.
+    abl=(benchmarks/ablation.py --dataset "$DATASET" --config "$CONFIG" ${VARIANTS:+--variants "$VARIANTS"})
+    runs=$("$PY" -c 'import sys; sys.path.insert(0, "benchmarks"); import ablation
+a = ablation.parse_args(sys.argv[1:])
+print(len({r["run"] for r in ablation.plan(a) if not r["skipped"]}))' "${abl[@]:1}")
+    if [ -z "${ABLATION_EPOCHS:-}" ]; then
+        if [ -f "$RES/ablation_epochs" ]; then
+            ABLATION_EPOCHS=$(cat "$RES/ablation_epochs")  # a rerun keeps the budget the first call chose
+        else
+            probe
+            # SSA costs more per step than SASA at N = 64: a fifth of the time is kept in hand
+            ABLATION_EPOCHS=$(( $(epochs_for "$minutes" "$runs") * 4 / 5 ))
+            [ "$ABLATION_EPOCHS" -ge 1 ] || ABLATION_EPOCHS=1
+        fi
+    fi
+    echo "$ABLATION_EPOCHS" > "$RES/ablation_epochs"
+    echo "ablation: $runs runs, $ABLATION_EPOCHS epochs each at batch $BATCH, sized to $minutes min" | tee -a "$RES/ablation.log"
+    "$PY" "${abl[@]}" "${data_args[@]}" --epochs "$ABLATION_EPOCHS" --batch-size "$BATCH" --lr "$LR" \
+        --warmup-epochs 1 --runs "$WORK/ablation" --out "$RES/ablation_$DATASET" --no-progress \
+        $([ "${COMPILE:-off}" = on ] && echo --compile) 2>&1 | tee -a "$RES/ablation.log"
     ship
 else
     finished "$float" || { echo "gpu_cifar.sh: the float run in '$float' is not finished; run 'train' first" >&2; exit 2; }

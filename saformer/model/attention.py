@@ -57,6 +57,8 @@ class SASA(nn.Module):
     No V matrix, no softmax; cost linear in N.
     """
 
+    output_neuron, mask_neuron = "lif_o", "lif_a"  # for the attention probes (saformer.model.probes)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.dim
@@ -95,6 +97,8 @@ class SASA(nn.Module):
 class SSA(nn.Module):
     """Spikformer's Spiking Self-Attention: LIF(Q K^T V * scale), quadratic in N."""
 
+    output_neuron, mask_neuron = "lif_attn", None  # no channel mask
+
     def __init__(self, cfg: ModelConfig, scale: float = 0.125) -> None:
         super().__init__()
         d = cfg.dim
@@ -121,6 +125,8 @@ class SSA(nn.Module):
 
 class SDSA(nn.Module):
     """Spike-Driven Self-Attention (Spike-driven Transformer): SN(SUM_tokens(Q * K)) * V."""
+
+    output_neuron, mask_neuron = "lif_a", "lif_a"  # its output is mask * V: a zero mask zeroes it
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

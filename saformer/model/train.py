@@ -26,6 +26,7 @@ from saformer.model import distributed
 from saformer.model.checkpoint import (CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, RUN_SCHEMA, TIMING_FILE,
                                        check_compatible, load_checkpoint, read_run, save_checkpoint)
 from saformer.model.monitor import FiringRateMonitor
+from saformer.model.probes import attention_cores, attention_probe, has_mask
 from saformer.model.saformer import SAFormer
 from saformer.rundir import check_out_dir, write_json
 
@@ -120,6 +121,40 @@ def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.devi
     seconds = time.perf_counter() - start
     return {"accuracy": correct / seen, "loss": loss_sum / seen, "images": seen, "seconds": seconds,
             "images_per_s": seen / seconds, "firing_rates": monitor.rates()}
+
+
+def attention_diagnostics(model: nn.Module, split: Split, batch_size: int, device: torch.device,
+                          amp: bool = True, progress: bool = True,
+                          model_result: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Accuracy with every attention core's output zeroed and with its mask forced open, beside the
+    model's own, and each core's mask / output firing rates (saformer.model.probes): two more passes
+    over ``split`` (``model_result``, an :func:`evaluate` of the same model and split, saves the first).
+
+    The same schema as the integer golden model's diagnostics (``saformer golden``): for SASA,
+    lif_a_rate is LIF_a's and lif_o_rate LIF_o's; a variant without a mask (SSA) has None there,
+    SDSA's output rate is None (its output is mask * V, no neuron). None for a model without attention.
+    """
+    cores = attention_cores(model)
+    if not cores:
+        return None
+    base = model_result or evaluate(model, split, batch_size, device, amp, progress, "eval (model)")
+    accuracy = {}
+    for probe in ("zero_output", "mask_ones"):
+        if probe == "mask_ones" and not has_mask(model):
+            accuracy[probe] = None
+            continue
+        with attention_probe(model, probe):
+            accuracy[probe] = evaluate(model, split, batch_size, device, amp, progress, f"eval ({probe})")["accuracy"]
+    rates = base["firing_rates"]
+
+    def rate(core: str, neuron: str | None) -> float | None:
+        return None if neuron is None else rates[f"{core}.{neuron}"]
+
+    return {"accuracy_model": base["accuracy"], "accuracy_sasa_output_zeroed": accuracy["zero_output"],
+            "accuracy_mask_all_ones": accuracy["mask_ones"],
+            "cores": [{"core": name, "lif_a_rate": rate(name, m.mask_neuron),
+                       "lif_o_rate": rate(name, m.output_neuron if m.output_neuron != m.mask_neuron else None)}
+                      for name, m in cores]}
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int):
@@ -325,8 +360,9 @@ def load_trained_model(run_dir: Path, device: torch.device, cfg: ModelConfig | N
 
 def evaluate_run(run_dir: Path, out_dir: Path | None = None, data_dir: str | None = None,
                  batch_size: int = 256, device: str = "auto", cfg: ModelConfig | None = None,
-                 amp: bool = True, progress: bool = True) -> dict[str, Any]:
-    """``saformer eval``: evaluate a run's checkpoint on its data set's test split."""
+                 amp: bool = True, progress: bool = True, probes: bool = True) -> dict[str, Any]:
+    """``saformer eval``: evaluate a run's checkpoint on its data set's test split; with ``probes``,
+    the attention diagnostics too (:func:`attention_diagnostics`, two more passes)."""
     dev = resolve_device(device)
     model, run = load_trained_model(Path(run_dir), dev, cfg)
     run_cfg = ModelConfig.from_dict(run["model_config"])
@@ -336,7 +372,9 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, data_dir: str | Non
     result = evaluate(model, data.test, batch_size, dev, amp, progress)
     metrics = {"run_dir": str(run_dir), "dataset": run["dataset"], "config": run_cfg.name, "device": str(dev),
                "test_accuracy": result["accuracy"], "test_loss": result["loss"], "images": result["images"],
-               "eval_images_per_s": result["images_per_s"], "firing_rates": result["firing_rates"]}
+               "eval_images_per_s": result["images_per_s"], "firing_rates": result["firing_rates"],
+               "attention": (attention_diagnostics(model, data.test, batch_size, dev, amp, progress, result)
+                             if probes else None)}
     out = Path(out_dir) if out_dir else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / ("eval.json" if out_dir is None else METRICS_FILE), metrics)

@@ -20,6 +20,7 @@ import scipy.sparse
 from numpy.lib.stride_tricks import sliding_window_view
 
 from saformer.errors import ShapeError
+from saformer.model.probes import ATTENTION_PROBES
 from saformer.model.saformer import is_static_input
 from saformer.quant.export import IntegerExport
 from saformer.quant.fixed_point import lif_int, saturate, shift_to_membrane
@@ -108,7 +109,6 @@ def sasa_core(q: np.ndarray, k: np.ndarray, n_agg: int, grid: tuple[int, int], t
 
 
 # ---- the network ------------------------------------------------------------------------------
-ATTENTION_PROBES = ("model", "zero_output", "mask_ones")
 
 
 class GoldenModel:

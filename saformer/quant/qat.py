@@ -129,6 +129,8 @@ class QuantSPS(SPS):
 class QuantSASA(nn.Module):
     """SASA on the integer contract: counts, LIF_a in units of 1/w^2, saturating sums."""
 
+    output_neuron, mask_neuron = "lif_o", "lif_a"  # for the attention probes (saformer.model.probes)
+
     def __init__(self, cfg: ModelConfig, qcfg: QuantConfig, prefix: str) -> None:
         super().__init__()
         d = cfg.dim
