@@ -150,9 +150,13 @@ def rate(v: float | None) -> str:
 def markdown(rows: list[dict], command: str) -> str:
     done = [r for r in rows if r["done"]]
     first = done[0] if done else {}
+    epochs = sorted({r["epochs"] for r in done})
+    budget = (f"Equal budgets: every variant {epochs[0]} epoch{'s' if epochs[0] != 1 else ''}, the same "
+              "batch, learning rate and seed." if len(epochs) == 1 else
+              f"**Unequal budgets**: the runs have {', '.join(map(str, epochs))} epochs (a run directory "
+              "kept from a call with other settings); the rows are not comparable.")
     out = [f"# Ablation on {first.get('config', '?')} ({rows[0].get('dataset', '')})\n",
-           f"Made by `{command}`. Equal budgets: every variant {first.get('epochs', '?')} epochs, the same "
-           "batch, learning rate and seed. Accuracy is the final epoch's on the whole test set; the "
+           f"Made by `{command}`. {budget} Accuracy is the final epoch's on the whole test set; the "
            "attention diagnostics run the same checkpoint with every attention core's output spikes "
            "zeroed (its projection adds only its bias) and with its channel mask forced open.\n",
            "| variant | parameters | test accuracy | output zeroed | drop | mask all ones | mask rate | output rate "

@@ -50,3 +50,12 @@ def test_one_variant_end_to_end_and_resumed(tmp_path):
     before = checkpoint.stat().st_mtime_ns
     assert ablation.main(argv) == 0
     assert checkpoint.stat().st_mtime_ns == before
+
+
+def test_a_table_of_unequal_budgets_says_so(tmp_path):
+    """A run directory kept from a call with other epochs is not silently compared."""
+    common = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "abl"), "--no-progress"]
+    assert ablation.main(["--variants", "sasa-no-dwc", "--epochs", "1", *common]) == 0
+    assert "Equal budgets: every variant 1 epoch," in (tmp_path / "abl.md").read_text()
+    assert ablation.main(["--variants", "sasa-no-dwc,sdsa", "--epochs", "2", *common]) == 0
+    assert "**Unequal budgets**: the runs have 1, 2 epochs" in (tmp_path / "abl.md").read_text()
