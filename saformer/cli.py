@@ -212,8 +212,9 @@ def _print_attention(a: dict | None) -> None:
     def pct(v: float | None) -> str:
         return "n/a (no mask)" if v is None else f"{v * 100:.2f}%"
 
-    def rates(c: dict) -> str:
-        return " / ".join(f"{n} {c[k]:.3f}" for n, k in (("LIF_a", "lif_a_rate"), ("LIF_o", "lif_o_rate"))
+    def rates(c: dict) -> str:  # the neurons' own names where the float model's diagnostics give them
+        names = (c.get("mask_neuron") or "lif_a", c.get("output_neuron") or "lif_o")
+        return " / ".join(f"{n.replace('lif_', 'LIF_')} {c[k]:.3f}" for n, k in zip(names, ("lif_a_rate", "lif_o_rate"))
                           if c[k] is not None)
 
     print(f"attention diagnostics: model {pct(a['accuracy_model'])}, attention output zeroed "

@@ -153,7 +153,8 @@ def attention_diagnostics(model: nn.Module, split: Split, batch_size: int, devic
     return {"accuracy_model": base["accuracy"], "accuracy_sasa_output_zeroed": accuracy["zero_output"],
             "accuracy_mask_all_ones": accuracy["mask_ones"],
             "cores": [{"core": name, "lif_a_rate": rate(name, m.mask_neuron),
-                       "lif_o_rate": rate(name, m.output_neuron if m.output_neuron != m.mask_neuron else None)}
+                       "lif_o_rate": rate(name, m.output_neuron if m.output_neuron != m.mask_neuron else None),
+                       "mask_neuron": m.mask_neuron, "output_neuron": m.output_neuron}
                       for name, m in cores]}
 
 

@@ -108,4 +108,4 @@ def test_diagnostics_of_a_model_without_a_mask():
     model = SAFormer(cfg)
     a = attention_diagnostics(model, load_digits().test, 128, torch.device("cpu"), amp=False, progress=False)
     assert a["accuracy_mask_all_ones"] is None and a["cores"][0]["lif_a_rate"] is None
-    assert 0 <= a["cores"][0]["lif_o_rate"] <= 1
+    assert 0 <= a["cores"][0]["lif_o_rate"] <= 1 and a["cores"][0]["output_neuron"] == "lif_attn"  # named as it is
