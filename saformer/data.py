@@ -250,7 +250,12 @@ def cache_dir() -> Path | None:
     value = os.environ.get(CACHE_ENV, "")
     if value == "off":
         return None
-    return Path(value) if value else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "saformer"
+    if value:
+        return Path(value)
+    try:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "saformer"
+    except RuntimeError:  # no home directory to be found (a bare container): no cache
+        return None
 
 
 def _list_image_folder(root: Path, name: str) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:

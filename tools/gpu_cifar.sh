@@ -42,6 +42,7 @@ PY=${PY:-python3}
 RES=$WORK/results
 mkdir -p "$WORK" "$OUT" "$RES"
 export PYTHONUNBUFFERED=1
+export SAFORMER_CACHE_DIR=${SAFORMER_CACHE_DIR:-$WORK/cache}  # decoded images, kept with the runs
 
 # ---- set-up: wheels (the device image has torch but no brevitas) and the data -------------------
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
