@@ -127,7 +127,7 @@ def summarize(row: dict) -> dict:
         rates = [c[key] for c in att["cores"] if c[key] is not None]
         return statistics.fmean(rates) if rates else None
 
-    return {**row, "done": True, "config": m["config"], "attention": m["model_config"]["attention"],
+    return {**row, "done": True, "config": m["model_config"]["name"], "attention": m["model_config"]["attention"],
             "dwc": m["model_config"]["dwc"], "n_agg": m["model_config"]["n_agg"], "parameters": m["parameters"],
             "epochs": m["epochs_done"], "test_accuracy": e["test_accuracy"],
             "best_epoch_test_accuracy": m["best_test_accuracy"],

@@ -74,9 +74,9 @@ def main() -> None:
                      "seconds": time.perf_counter() - t0})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "engine_lanes"}), flush=True)
     out = Path(args.out)
-    result = {"export": str(args.export), "config": ex.cfg.name, "images": len(x), "rows": rows}
+    result = {"export": str(args.export), "config": ex.cfg.label, "images": len(x), "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# Per-layer lanes and the engines' input FIFOs ({ex.cfg.name}, {len(x)} test images, all bit-exact)", "",
+    lines = [f"# Per-layer lanes and the engines' input FIFOs ({ex.cfg.label}, {len(x)} test images, all bit-exact)", "",
              "Command: `python benchmarks/accel_balance.py EXPORT " + " ".join(sys.argv[2:]) + "`", "",
              "Cycles per image: images streamed back to back (the first, which holds the pipeline's fill, left "
              "out). The slowest stage: its block's stall-free cycle model, mean over the same images.", "",
@@ -110,9 +110,9 @@ def model_only(ex, x, traces, designs, args) -> None:
                      "slowest_stage": slowest, "slowest_stage_cycles": loads[slowest]})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "engine_lanes"}), flush=True)
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"export": str(args.export), "config": ex.cfg.name,
+    out.with_suffix(".json").write_text(json.dumps({"export": str(args.export), "config": ex.cfg.label,
                                                     "images": len(x), "model_only": True, "rows": rows}, indent=2) + "\n")
-    lines = [f"# Per-layer lanes at {ex.cfg.name}: the stage model only ({len(x)} test images, nothing simulated)", "",
+    lines = [f"# Per-layer lanes at {ex.cfg.label}: the stage model only ({len(x)} test images, nothing simulated)", "",
              "Command: `python benchmarks/accel_balance.py EXPORT " + " ".join(sys.argv[2:]) + "`", "",
              "The slowest stage's stall-free cycles per image (mean), each block's own cycle model over the golden "
              "spikes. With the engines' input FIFOs the simulated pipeline ran within 1.01x of it on the digits "

@@ -111,9 +111,9 @@ def main() -> None:
                      "latency_us_at_fmax": cyc / fmax if fmax else None,
                      "images_per_s_at_fmax": fmax * 1e6 / cyc if fmax else None})
         print(json.dumps(rows[-1]), flush=True)
-    out = {"export": str(args.export), "config": ex.cfg.name, "images": len(x), "rows": rows}
+    out = {"export": str(args.export), "config": ex.cfg.label, "images": len(x), "rows": rows}
     (ROOT / "results" / "accel_lanes.json").write_text(json.dumps(out, indent=2) + "\n")
-    lines = [f"# Lanes sweep of the whole accelerator ({ex.cfg.name}, {len(x)} test images, all bit-exact)", "",
+    lines = [f"# Lanes sweep of the whole accelerator ({ex.cfg.label}, {len(x)} test images, all bit-exact)", "",
              "Command: `python benchmarks/accel_lanes.py EXPORT " + " ".join(sys.argv[2:]) + "`", "",
              "| lanes | cycles/image (median) | xc7 LUT | xc7 FF | xc7 BRAM36+18 | xc7 DSP | ECP5 LUT4 | ECP5 FF | "
              "ECP5 DP16KD | ECP5 MULT18 | ECP5 fmax (MHz) | latency at fmax (us) | images/s at fmax | energy/image (uJ) |",
@@ -133,7 +133,7 @@ def main() -> None:
                      f"{x7['BRAM36']}+{x7['BRAM18']} | {x7['DSP']} | {e5['LUT4']:,} | {e5['FF']:,} | {e5['DP16KD']} | "
                      f"{e5['MULT18']} | {fmax} | {lat} | {rate} | {r['energy_uj_per_image']:.3f} |")
     (ROOT / "results" / "accel_lanes.md").write_text("\n".join(lines + ([""] + notes if notes else [])) + "\n")
-    plot(rows, ex.cfg.name)
+    plot(rows, ex.cfg.label)
     print("wrote results/accel_lanes.{json,md,png}")
 
 

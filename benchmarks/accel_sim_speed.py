@@ -62,10 +62,10 @@ def main() -> None:
                   f"({row['cycles_per_second_per_process'] / 1e6:.2f} M per process), bit-exact {exact}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"export": str(args.export), "config": ex.cfg.name, "cores": os.cpu_count(), "machine": platform.machine(),
+    meta = {"export": str(args.export), "config": ex.cfg.label, "cores": os.cpu_count(), "machine": platform.machine(),
             "repeats": args.repeats}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    lines = [f"# Simulation speed of the whole accelerator ({ex.cfg.name})", "",
+    lines = [f"# Simulation speed of the whole accelerator ({ex.cfg.label})", "",
              f"The compiled Verilator harness streaming {len(x)} test images through the top, every run's logits "
              f"equal to the golden model's; medians of {args.repeats} runs on this machine ({os.cpu_count()} cores, "
              "noisy: read the ratios). Cycles/s: all processes' cycles over the wall time; per process: its "

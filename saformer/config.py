@@ -61,6 +61,18 @@ class ModelConfig:
         return self.width // 2 ** len(self.pool_layers)
 
     @property
+    def label(self) -> str:
+        """The name, with every field that differs from the named config's: a run of saformer-4-384
+        overridden to two blocks of 64 channels must not print as saformer-4-384 (the class count,
+        which the data set sets, is left out)."""
+        base = CONFIGS.get(self.name)
+        if base is None:
+            return self.name
+        changed = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                   if f.name not in ("name", "num_classes") and getattr(self, f.name) != getattr(base, f.name)]
+        return f"{self.name} ({', '.join(changed)})" if changed else self.name
+
+    @property
     def num_tokens(self) -> int:
         """N: tokens after SPS."""
         return self.grid_h * self.grid_w

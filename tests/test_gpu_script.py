@@ -31,6 +31,22 @@ def test_refusals(tmp_path, args, message):
     assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
+def test_model_overrides_without_epochs_are_refused(tmp_path):
+    """The probe measures the named config, so it cannot size the epochs of an overridden model."""
+    r = run_script("train", "3", work=tmp_path / "w", MODEL_ARGS="--depth 1")
+    assert r.returncode == 2 and "MODEL_ARGS needs EPOCHS" in r.stderr, r.stderr
+    assert not (tmp_path / "w" / "float").exists()
+
+
+def test_model_overrides_reach_the_float_run(tmp_path):
+    """The CPU rehearsal on CIFAR-10 trains a smaller model through MODEL_ARGS (docs/gpu.md)."""
+    work = tmp_path / "w"
+    r = run_script("train", "2", work=work, MODEL_ARGS="--depth 1 --n-agg 16", EPOCHS="1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    model = json.loads((work / "float" / "run.json").read_text())["model_config"]
+    assert (model["depth"], model["n_agg"], model["dim"]) == (1, 16, 64)  # the rest stays the config's
+
+
 def test_a_cifar_run_without_archives_is_refused(tmp_path):
     r = run_script("train", "3", work=tmp_path / "w", DATASET="cifar10", ARCHIVES=str(tmp_path / "none"))
     assert r.returncode == 2 and "no archives in" in r.stderr

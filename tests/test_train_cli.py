@@ -62,6 +62,9 @@ def test_the_same_command_twice_gives_the_same_metrics(tmp_path):
 def test_refuses_to_overwrite_a_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", *FAST, "--out", str(out)]) == 0
+    # an overridden model is named with its overrides, in the summary line and in metrics.json
+    assert "saformer-2-64 (depth=1, dim=32) on digits: test accuracy" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["config"] == "saformer-2-64 (depth=1, dim=32)"
     assert main(["train", "--epochs", "1", *FAST, "--out", str(out)]) == 2
     assert "already holds a run; pass --resume" in capsys.readouterr().err
 

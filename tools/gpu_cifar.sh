@@ -20,7 +20,11 @@
 #   WORK [build/gpu]  OUT [the device tool's $OUT; else WORK/out]  PY [python3]
 #   ablate only: VARIANTS [all of benchmarks/ablation.py's]  ABLATION_EPOCHS [sized from the probe]
 #   COMPILE [off; on: torch.compile each variant, which pays one compilation per variant]
+#   train only: MODEL_ARGS [none: overrides of the config for 'saformer train', e.g. "--depth 2 --dim 64";
+#     needs EPOCHS, since the throughput probe measures the named config]
 # DATASET=digits runs the same steps on the CPU in a few minutes: the dry run that checks them.
+# DATASET=cifar10 MODEL_ARGS="--depth 2 --dim 64" EPOCHS=4 BATCH=64 on the CPU is the rehearsal on the
+# real images (docs/gpu.md, "Rehearsed on the CPU").
 set -euo pipefail
 
 stage=${1:-}
@@ -114,6 +118,12 @@ n = {"cifar10": 50_000, "cifar100": 50_000}.get(dataset) or len(load_dataset(dat
 print(max(1, int((minutes - 1) * 60 * 0.9 * rate / n / runs)))' "$RES/throughput_probe.json" "$1" "$2" "$DATASET"
 }
 
+read -r -a model_args <<< "${MODEL_ARGS:-}"
+if [ "$stage" = train ] && [ "${#model_args[@]}" -gt 0 ] && [ -z "${EPOCHS:-}" ]; then
+    echo "gpu_cifar.sh: MODEL_ARGS needs EPOCHS (the throughput probe measures '$CONFIG', not the overridden model)" >&2
+    exit 2
+fi
+
 float=$WORK/float
 if [ "$stage" = train ]; then
     if [ ! -f "$float/run.json" ] && [ -z "${EPOCHS:-}" ]; then
@@ -123,7 +133,7 @@ if [ "$stage" = train ]; then
     fi
     run_stage float "$float" train "${data_args[@]}" --max-minutes "$minutes" --no-progress "${compile[@]}" -- \
         --dataset "$DATASET" --config "$CONFIG" --epochs "${EPOCHS:-1}" --batch-size "$BATCH" --lr "$LR" \
-        --warmup-epochs "$WARMUP"
+        --warmup-epochs "$WARMUP" "${model_args[@]}"
     cp "$float/metrics.json" "$RES/float_metrics.json"
     cp "$float/timing.json" "$RES/float_timing.json" 2>/dev/null || true
     ship

@@ -374,7 +374,7 @@ def build_hls(export_dir: Path, out: Path, options: HlsOptions | None = None, im
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     report = {
-        "export_dir": str(export_dir), "content_hash": ex.manifest["content_hash"], "config": ex.cfg.name,
+        "export_dir": str(export_dir), "content_hash": ex.manifest["content_hash"], "config": ex.cfg.label,
         "weight_bits": ex.qcfg.weight_bits, "images": int(len(x_int)), "options": options.to_dict(),
         "golden_accuracy_on_checked_images": float((golden_logits.argmax(1) == labels).mean()),
         "stages": records, "all_bit_exact": all(r["bit_exact"] for r in records),

@@ -26,7 +26,7 @@ def is_static_input(cfg: ModelConfig, shape: tuple[int, ...], what: str = "") ->
     if len(shape) == 5 and shape[2:] == frame and shape[1] == cfg.time_steps:
         return False
     dims = ", ".join(map(str, frame))
-    raise ShapeError(f"{cfg.name}{what} expects images (B, {dims}) or event frames "
+    raise ShapeError(f"{cfg.label}{what} expects images (B, {dims}) or event frames "
                      f"(B, {cfg.time_steps}, {dims}); got {shape}")
 
 

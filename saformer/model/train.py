@@ -59,9 +59,9 @@ def check_dataset_fits(cfg: ModelConfig, data: Dataset) -> None:
     want = (cfg.in_channels, cfg.height, cfg.width)
     if tuple(data.shape) != want:
         raise ConfigError(f"dataset '{data.name}' gives {data.shape[0]}x{data.shape[1]}x{data.shape[2]} inputs; "
-                          f"config '{cfg.name}' expects {want[0]}x{want[1]}x{want[2]} (channels x height x width)")
+                          f"config '{cfg.label}' expects {want[0]}x{want[1]}x{want[2]} (channels x height x width)")
     if len(data.classes) != cfg.num_classes:
-        raise ConfigError(f"dataset '{data.name}' has {len(data.classes)} classes; config '{cfg.name}' "
+        raise ConfigError(f"dataset '{data.name}' has {len(data.classes)} classes; config '{cfg.label}' "
                           f"has num_classes={cfg.num_classes}")
 
 
@@ -306,7 +306,7 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
     final = evaluate(model, data.test, tcfg.batch_size * 2, dev, amp, progress, desc="final eval")
     # metrics.json: what the run computed, equal for equal commands on one machine (no clock in it)
     metrics = {
-        "stage": run.get("stage", "float"), "dataset": dataset, "config": cfg.name,
+        "stage": run.get("stage", "float"), "dataset": dataset, "config": cfg.label,
         "model_config": cfg.to_dict(), **init_metrics,
         "train_config": tcfg.to_dict(), "device": str(dev), "environment": environment(dev),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -371,7 +371,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, data_dir: str | Non
     check_dataset_fits(run_cfg, data)
     amp = amp and run.get("stage", "float") == "float"
     result = evaluate(model, data.test, batch_size, dev, amp, progress)
-    metrics = {"run_dir": str(run_dir), "dataset": run["dataset"], "config": run_cfg.name, "device": str(dev),
+    metrics = {"run_dir": str(run_dir), "dataset": run["dataset"], "config": run_cfg.label, "device": str(dev),
                "test_accuracy": result["accuracy"], "test_loss": result["loss"], "images": result["images"],
                "eval_images_per_s": result["images_per_s"], "firing_rates": result["firing_rates"],
                "attention": (attention_diagnostics(model, data.test, batch_size, dev, amp, progress, result)

@@ -261,7 +261,7 @@ def golden_eval(export_dir: Path, out: Path | None = None, data_dir: str | None 
                 checked += k
         seen += len(y)
     seconds = time.perf_counter() - start
-    result = {"export_dir": str(export_dir), "dataset": dataset, "config": ex.cfg.name,
+    result = {"export_dir": str(export_dir), "dataset": dataset, "config": ex.cfg.label,
               "weight_bits": ex.qcfg.weight_bits, "images": seen, "test_accuracy": correct["model"] / seen,
               "images_per_s": seen * len(variants) / seconds, "qat_test_accuracy": ex.manifest.get("qat_test_accuracy"),
               "backend": backend, "device": device, "attention": None,

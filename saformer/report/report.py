@@ -358,7 +358,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     dataset = (m.get("manifest") or {}).get("dataset") or m["float"]["dataset"]
     en = energy(m, cfg, dataset)
     r: dict[str, Any] = {
-        "run_dir": str(run), "config": cfg.name, "dataset": dataset, "model_config": cfg.to_dict(),
+        "run_dir": str(run), "config": cfg.label, "dataset": dataset, "model_config": cfg.to_dict(),
         "weight_bits": (m.get("manifest") or {}).get("quant_config", {}).get("weight_bits"),
         "sources": {k: SOURCES[k] for k in m},
         "accuracy": accuracy_levels(m), "bit_exact": bit_exactness(m),

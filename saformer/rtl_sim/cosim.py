@@ -77,7 +77,7 @@ def cosimulate_export(export_dir: Path, out: Path, hw: HardwareConfig | None = N
             "waves": str(stalled.waves or clean.waves or ""),
             "build_and_run_seconds": t1 - t0, "run_seconds_with_stalls": t2 - t1,
         })
-    report = {"export_dir": str(export_dir), "config": ex.cfg.name, "lanes": lanes, "hardware": hw.to_dict(),
+    report = {"export_dir": str(export_dir), "config": ex.cfg.label, "lanes": lanes, "hardware": hw.to_dict(),
               "layers": layers,
               "all_bit_exact": all(r["bit_exact_stall_free"] and r["bit_exact_with_stalls"] for r in layers),
               "all_cycles_match": all(r["cycles_match_model"] for r in layers)}
