@@ -10,13 +10,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import gpu_results  # noqa: E402
 
 
-def write_results(root: Path, float_acc=0.9105, rate=8123.0, integer=None, images=10_000):
+def write_results(root: Path, float_acc=0.9105, rate=8123.0, integer=None, images=10_000, device="cuda", model=None):
     res = root / "results"
     res.mkdir(parents=True)
     (res / "float_metrics.json").write_text(json.dumps({
-        "dataset": "cifar10", "config": "saformer-4-384", "device": "cuda", "test_accuracy": float_acc,
+        "dataset": "cifar10", "config": "saformer-4-384", "device": device, "test_accuracy": float_acc,
         "best_test_accuracy": float_acc + 0.001, "epochs_done": 30, "complete": True,
-        "train_config": {"batch_size": 256, "lr": 2e-3}}))
+        "train_config": {"batch_size": 256, "lr": 2e-3}, **({"model_config": model} if model else {})}))
     (res / "float_timing.json").write_text(json.dumps({"train_images_per_s_median": rate, "train_minutes_total": 5.1}))
     (res / "environment.txt").write_text("python 3.12 torch 2.x gpu H100")
     for bits, acc in (integer or {}).items():
@@ -63,3 +63,16 @@ def test_bad_sources_are_refused_in_one_line(tmp_path, capsys):
     (tmp_path / "empty" / "results").mkdir(parents=True)
     assert gpu_results.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "no float_metrics.json" in capsys.readouterr().err
+
+
+def test_a_cpu_rehearsal_of_a_smaller_model_says_so(tmp_path):
+    """An archive of the rehearsal (docs/gpu.md) names the overridden model and says it ran on the CPU."""
+    from saformer.config import get_config
+    model = get_config("saformer-4-384").replace(depth=2, dim=64).to_dict()
+    r = gpu_results.collect(write_results(tmp_path / "a", device="cpu", model=model))
+    md = gpu_results.markdown(r, "cmd")
+    assert r["config"] == "saformer-4-384 (depth=2, dim=64)"
+    assert md.startswith("# saformer-4-384 (depth=2, dim=64) on cifar10") and "Trained on the cpu, not a GPU" in md
+    r = gpu_results.collect(write_results(tmp_path / "b"))  # a GPU run of the named config: neither
+    md = gpu_results.markdown(r, "cmd")
+    assert r["config"] == "saformer-4-384" and "not a GPU" not in md
