@@ -3,6 +3,7 @@ whole two-call sequence on the digits data on the CPU, as a lent session would r
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -59,6 +60,7 @@ def test_the_two_calls_on_digits(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     metrics = json.loads((work / "float" / "metrics.json").read_text())
     assert metrics["complete"] and metrics["epochs_done"] >= 1  # the schedule sized to the time ran to its end
+    assert json.loads((out / "float.json").read_text())["parts"]  # the weights, for a later session
     r = run_script("train", "2", work=work, OUT=str(out))  # a second call finds the run finished
     assert r.returncode == 0 and "float: done already" in r.stdout
     r = run_script("quant", "2", work=work, OUT=str(out), SAMPLE="40")
@@ -80,6 +82,19 @@ def test_the_two_calls_on_digits(tmp_path):
     assert table["float"]["test_accuracy"] == metrics["test_accuracy"]
     assert [row["weight_bits"] for row in table["levels"]] == [8, 4]
     assert all(row["integer_images"] == 360 and row["crosscheck"]["equal"] for row in table["levels"])
+    # a later session: a bare machine, the float run carried back in its parts, 'quant' without training
+    carry = tmp_path / "carry"
+    carry.mkdir()
+    for part in out.glob("float.*"):
+        shutil.copy(part, carry / part.name)
+    r = run_script("quant", "2", work=tmp_path / "w2", OUT=str(tmp_path / "out2"), FLOAT_CARRY=str(carry),
+                   SAMPLE="8", GOLDEN_LIMIT="40", PROBES="off")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "unpacked the float run" in r.stdout and "== float" not in r.stdout  # no training in this session
+    with tarfile.open(tmp_path / "out2" / "gpu_quant.tar.gz") as tar:
+        assert json.load(tar.extractfile("results/float_metrics.json")) == metrics
+        for bits in (8, 4):
+            assert json.load(tar.extractfile(f"results/golden{bits}/golden.json"))["crosscheck"]["equal"]
 
 
 @pytest.mark.slow

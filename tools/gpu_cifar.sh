@@ -2,15 +2,18 @@
 # Issue 13's GPU part as one prepared script for a lent device session (docs/gpu.md says how to call it).
 #
 # A session gets 15 minutes of device time and 10 minutes per command, and a warm machine keeps
-# build/ between calls only while it is held. So the work is two calls, each resumable:
-#   bash tools/gpu_cifar.sh train 7     # set-up, a throughput probe, float training sized to 7 minutes
-#   bash tools/gpu_cifar.sh quant 4     # QAT at 8 and 4 bits, exports, the integer model on the test set
-# and, in a session of its own (it needs no float run):
+# build/ between calls only while it is held. So the work is calls made back to back, each resumable:
+#   bash tools/gpu_cifar.sh train 8     # set-up, a throughput probe, float training sized to 8 minutes
+#   bash tools/gpu_cifar.sh quant 2     # QAT at 8 and 4 bits, exports, the integer model on the test set
+# 'train' also returns the finished float run's weights (OUT/float.tar.NN + OUT/float.json, tools/gpu_carry.py):
+# a later session carries them as FLOAT_CARRY and runs 'quant' without training again (docs/gpu.md).
+# And, in a session of its own (it needs no float run):
 #   bash tools/gpu_cifar.sh ablate 9    # the paper's ablation with equal budgets (benchmarks/ablation.py)
 # Every step skips what WORK already holds, so a cut-off call is simply run again.
 # What comes back: OUT/gpu_<stage>.tar.gz (logs, metrics, golden.json files), remade after each step,
 # so a call stopped at its limit still returns what it finished; after 'quant', OUT/export8.tar.gz and
-# OUT/export4.tar.gz; after 'ablate', results/ablation_<dataset>.{md,json,png} in gpu_ablate.tar.gz.
+# OUT/export4.tar.gz (written before the integer model runs, so a call cut off there still returns them);
+# after 'ablate', results/ablation_<dataset>.{md,json,png} in gpu_ablate.tar.gz.
 #
 # Environment (defaults in brackets):
 #   DATASET [cifar10]  CONFIG [saformer-4-384; saformer-2-64 for digits]  BATCH [256]  LR [2e-3]
@@ -18,6 +21,7 @@
 #   GOLDEN_LIMIT [all: test images of the integer model]  PROBES [on; off: no attention diagnostics, 1 pass, not 3]
 #   ARCHIVES [.c10: the two cifar10-jpeg archives]  WHEELS [.whl: brevitas and its pure-Python needs]
 #   WORK [build/gpu]  OUT [the device tool's $OUT; else WORK/out]  PY [python3]
+#   FLOAT_CARRY [.float: a float run packed by an earlier session's 'train', unpacked when WORK has none]
 #   ablate only: VARIANTS [all of benchmarks/ablation.py's]  ABLATION_EPOCHS [sized from the probe]
 #   COMPILE [off; on: torch.compile each variant, which pays one compilation per variant]
 #   train only: MODEL_ARGS [none: overrides of the config for 'saformer train', e.g. "--depth 2 --dim 64";
@@ -40,6 +44,7 @@ QAT_EPOCHS=${QAT_EPOCHS:-2}
 SAMPLE=${SAMPLE:-64}
 ARCHIVES=${ARCHIVES:-.c10}
 WHEELS=${WHEELS:-.whl}
+FLOAT_CARRY=${FLOAT_CARRY:-.float}
 WORK=${WORK:-build/gpu}
 OUT=${OUT:-$WORK/out}
 PY=${PY:-python3}
@@ -137,6 +142,8 @@ if [ "$stage" = train ]; then
     cp "$float/metrics.json" "$RES/float_metrics.json"
     cp "$float/timing.json" "$RES/float_timing.json" 2>/dev/null || true
     ship
+    # the weights come back, in parts, so that a later session can run 'quant' on them (docs/gpu.md)
+    "$PY" tools/gpu_carry.py pack "$float" "$OUT" | tee -a "$RES/float.log"
 elif [ "$stage" = ablate ]; then
     # Every variant gets the same epochs, batch, learning rate and seed; benchmarks/ablation.py
     # skips finished variants and resumes a cut-off one, so a call stopped at its limit is rerun.
@@ -161,7 +168,15 @@ print(len({r["run"] for r in ablation.plan(a) if not r["skipped"]}))' "${abl[@]:
         $([ "${COMPILE:-off}" = on ] && echo --compile) 2>&1 | tee -a "$RES/ablation.log"
     ship
 else
+    if ! finished "$float" && [ -f "$FLOAT_CARRY/float.json" ]; then  # trained in an earlier session
+        rm -rf "$float"
+        "$PY" tools/gpu_carry.py unpack "$FLOAT_CARRY" "$float" | tee -a "$RES/float.log"
+        cp "$float/metrics.json" "$RES/float_metrics.json"
+        cp "$float/timing.json" "$RES/float_timing.json" 2>/dev/null || true
+    fi
     finished "$float" || { echo "gpu_cifar.sh: the float run in '$float' is not finished; run 'train' first" >&2; exit 2; }
+    # QAT and the export at both widths first, and the exports into OUT at once: they are what a
+    # later session or the CPU needs to score the integer model, should this call be cut off
     for bits in 8 4; do
         q=$WORK/qat$bits
         e=$WORK/export$bits
@@ -172,6 +187,13 @@ else
         if [ ! -f "$e/manifest.json" ]; then
             saformer export "$q" --out "$e" --no-qonnx "${data_args[@]}" 2>&1 | tee -a "$RES/export$bits.log"
         fi
+        # both exports come back whole, one archive each (4 and 8 MB at saformer-4-384): the
+        # accelerator's CIFAR runs take them (benchmarks/accel_cifar.py --export-8 --export-4)
+        tar czf "$OUT/export$bits.tar.gz" -C "$WORK" "export$bits"
+        ship
+    done
+    for bits in 8 4; do
+        e=$WORK/export$bits
         # the integer model on the test set on the GPU, the numpy definition beside it on a sample
         # (skipped when done: a rerun after a cut-off call goes on where it stopped)
         if [ ! -f "$RES/golden$bits/golden.json" ]; then
@@ -181,8 +203,5 @@ else
         fi
         ship
     done
-    # both exports come back whole, one archive each (4 and 8 MB at saformer-4-384): the
-    # accelerator's CIFAR runs take them (benchmarks/accel_cifar.py --export-8 --export-4)
-    for bits in 8 4; do tar czf "$OUT/export$bits.tar.gz" -C "$WORK" "export$bits"; done
 fi
 ls -la "$OUT"

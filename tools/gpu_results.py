@@ -23,6 +23,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a clone without the package installed
+
+from saformer.config import ModelConfig  # noqa: E402
+from saformer.errors import ConfigError  # noqa: E402
+
 TARGETS = {"float_accuracy": 0.91, "train_images_per_s": 8000.0, "integer_minus_float_points": {8: -0.5, 4: -1.5}}
 
 
@@ -63,9 +68,6 @@ def load(path: Path) -> dict | None:
 def model_label(flt: dict) -> str:
     """The float run's model as ModelConfig.label names it (an archive from before the label existed
     gave only the config's name, which hides overrides such as the CPU rehearsal's smaller model)."""
-    sys.path.insert(0, str(ROOT))
-    from saformer.config import ModelConfig
-    from saformer.errors import ConfigError
     try:
         return ModelConfig.from_dict(flt["model_config"]).label
     except (KeyError, TypeError, ConfigError):

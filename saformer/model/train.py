@@ -236,6 +236,9 @@ def train(run_dir: Path, cfg: ModelConfig | None, tcfg: TrainConfig | None, data
     first_epoch = 0
     if state is not None:
         check_compatible(state, cfg, model, f"checkpoint in '{run_dir}'")
+        if "optimizer" not in state:  # tools/gpu_carry.py ships finished runs without it
+            raise CheckpointError(f"--resume: the checkpoint in '{run_dir}' holds the weights only (no optimiser "
+                                  "state), so its training cannot be continued")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])

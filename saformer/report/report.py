@@ -225,6 +225,12 @@ def plots(run: Path, m: dict[str, Any], en: dict[str, Any] | None) -> list[str]:
     return written
 
 
+def _modelled(cm: dict) -> str:
+    """Which images the cycle model covered, when its memory bound stopped it short of the run."""
+    simulated = cm.get("images_simulated", cm["images"])
+    return "" if cm["images"] == simulated else f" (the first {cm['images']} of the {simulated} images)"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.2f}%"
 
@@ -250,7 +256,8 @@ def render(r: dict[str, Any]) -> str:
                 f"{_pct(acc['accuracy_rtl'])} = golden {_pct(acc['accuracy_golden'])} on these images. Cycles per image "
                 f"(back to back): median {c['median']:,.0f}, min {c['min']:,}, max {c['max']:,}; "
                 f"{acc['latency_us_at_clock']:,.1f} us at {acc['hardware']['clock_mhz']:g} MHz"
-                + (("; the cycle model predicts every image's cycles exactly" if acc["cycle_model"]["exact"] else
+                + ((f"; the cycle model predicts every image's cycles exactly{_modelled(acc['cycle_model'])}"
+                    if acc["cycle_model"]["exact"] else
                     f"; the cycle model **differs** on {acc['cycle_model']['mismatching_count']} images")
                    if acc.get("cycle_model") else "") + ". "
                 "All test images: `saformer flow --accel-images 0` or `saformer accel`.\n"]

@@ -14,7 +14,8 @@ from saformer.config import HardwareConfig
 from saformer.quant.export import load_export
 from saformer.quant.golden import GoldenModel
 from saformer.quant.stages import integer_batches
-from saformer.rtl_sim.accel import build_top, cycle_model_check, generate_top, golden_stream, run_top
+from saformer.rtl_sim.accel import (_cycle_model_markdown, build_top, cycle_model_check, generate_top, golden_stream,
+                                    run_top)
 from saformer.rtl_sim.cycle_model import encoder_counts, model_top
 
 
@@ -53,6 +54,17 @@ def test_the_top_equals_the_golden_model_and_a_flipped_weight_bit_is_caught(digi
             dense[b["node"]][4] = b["params"]["LANES"]
     wrong = cycle_model_check(design, ex, dense, r)
     assert not wrong["exact"] and wrong["mismatching_images"][0] == 4, wrong
+    wrong = cycle_model_check(design, ex, dense, sharded)  # image 4 is the second shard's second
+    assert not wrong["exact"] and wrong["mismatching_images"][0] == 4, wrong
+    # the model's memory bound: stopped short of the run (here at about a third of what the whole
+    # run keeps), it gives the first images, exact too, and the report says which
+    part = model_top(design, ex, counts, max_entries=model.transfers)
+    done = len(part.cycles_per_image)
+    assert not part.complete and 0 < done < len(x), done
+    assert np.array_equal(part.cycles_per_image, r.cycles_per_image[:done])
+    bounded = cycle_model_check(design, ex, counts, r, max_entries=model.transfers)
+    assert bounded["exact"] and (bounded["images"], bounded["images_simulated"]) == (done, len(x)), bounded
+    assert f"the first {done} of {len(x)} images" in _cycle_model_markdown(bounded)[0]
     # the head's input channel that spikes most: its weight to class 0 gains 64 in the RTL's memory
     counts = traces["head_lif.s"].sum(axis=(0, 1, 2))
     channel = int(np.argmax(counts))
